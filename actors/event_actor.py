@@ -1,0 +1,296 @@
+"""The Ray actor that owns one event's inventory.
+
+A thin shell around ``reservation.domain.inventory.Inventory``. Calls put commands
+on a queue; one loop takes everything queued (up to ``max_batch``) and runs it as one
+group commit: load what the batch refers to, apply the commands one after another
+with no await in between, write the effects in one transaction, and only then answer
+the callers. While a transaction is in flight new commands queue up, so the batch
+grows with the load by itself.
+
+If a commit fails, nobody is told "ok" and the in-memory state is thrown away and
+rebuilt from the store before the next batch, so memory and store agree again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from reservation.domain.commands import (
+    Cancel,
+    Code,
+    Command,
+    Confirm,
+    Hold,
+    Outcome,
+    Release,
+)
+from reservation.domain.inventory import Inventory
+from reservation.store.db import make_engine
+from reservation.store.inventory import (
+    Claim,
+    EventMissing,
+    Fenced,
+    InventoryStore,
+    is_integrity_error,
+)
+
+log = logging.getLogger(__name__)
+
+# Settled bookings and order memos kept in memory for fast replays; older ones are
+# looked up in the store when a retry refers to them.
+MEMORY_BOOKINGS = 50_000
+MEMORY_ORDERS = 50_000
+
+
+@dataclass(slots=True)
+class Reply:
+    """Answers to one call, in the order of its commands, plus batch figures."""
+
+    outcomes: list[Outcome]
+    batch_sizes: list[int] = field(default_factory=list)
+    commit_seconds: list[float] = field(default_factory=list)
+    # The actor is stopping: send the same commands to its successor.
+    stopping: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    command: Command
+    future: asyncio.Future[tuple[Outcome, int, float]]
+
+
+class EventActor:
+    """One event's inventory: serial, group-committed, fenced. Wrapped by ``ray.remote``."""
+
+    def __init__(
+        self,
+        event_id: str,
+        database_url: str,
+        *,
+        max_batch: int = 2000,
+        idle_s: float = 900.0,
+    ) -> None:
+        self.event_id = event_id
+        self._database_url = database_url
+        self._max_batch = max_batch
+        self._idle_s = idle_s
+        self._queue: list[_Pending] = []
+        self._claim: Claim | None = None
+        self._store: InventoryStore | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._missing = False
+        self._last_command = time.monotonic()
+        self.batches = 0
+
+    # ------------------------------------------------------------ public calls
+
+    async def submit(self, commands: list[Command]) -> Reply:
+        """Queue commands for the next batch and answer once that batch is committed."""
+        if self._missing:
+            return Reply([Outcome(Code.NOT_FOUND, detail="no such event") for _ in commands])
+        if self._closing:
+            return Reply([Outcome(Code.UNAVAILABLE, detail="stopping") for _ in commands], stopping=True)
+        self._ensure_loop()
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        pending = [_Pending(c, loop.create_future()) for c in commands]
+        self._queue.extend(pending)
+        self._last_command = time.monotonic()
+        self._wake.set()
+        results = await asyncio.gather(*(p.future for p in pending))
+        return Reply(
+            [r[0] for r in results],
+            sorted({r[1] for r in results}),
+            sorted({r[2] for r in results}),
+        )
+
+    async def state(self) -> dict[str, Any]:
+        """The in-memory counters (for tests, operators and health checks)."""
+        self._ensure_loop()
+        if self._claim is None:
+            await self._load()
+        if self._claim is None:
+            return {"loaded": False}
+        inv = self._claim.inventory
+        return {
+            "loaded": True,
+            "event_id": self.event_id,
+            "capacity": inv.capacity,
+            "oversell_capacity": inv.oversell_capacity,
+            "sold": inv.sold,
+            "held": inv.held,
+            "on_sale": inv.on_sale,
+            "epoch": self._claim.epoch,
+            "batches": self.batches,
+            "pid": os.getpid(),
+        }
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    # ------------------------------------------------------------ the loop
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None:
+            self._wake = asyncio.Event()
+            self._store = InventoryStore(make_engine(self._database_url, pool_size=1), self.event_id)
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._sleep_for())
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            try:
+                await self._process(batch)
+            except Exception:  # never let the loop die: that would hang every caller
+                log.exception("event %s: batch failed unexpectedly", self.event_id)
+                self._claim = None
+                self._fail(batch, Code.UNAVAILABLE, "internal error; retry")
+            if self._should_stop():
+                await self._stop()
+                return
+
+    def _sleep_for(self) -> float:
+        wait = self._idle_s
+        if self._claim is not None:
+            nxt = self._claim.inventory.next_expiry()
+            if nxt is not None:
+                wait = min(wait, max(0.0, nxt - time.time()) + 0.001)
+        return max(wait, 0.001)
+
+    async def _load(self) -> bool:
+        assert self._store is not None
+        try:
+            self._claim = await self._store.claim()
+        except EventMissing:
+            self._missing = True
+            return False
+        except Exception as exc:
+            log.warning("event %s: cannot load from the store: %s", self.event_id, exc)
+            return False
+        return True
+
+    async def _process(self, batch: list[_Pending]) -> None:
+        if not batch:
+            due = self._claim.inventory.next_expiry() if self._claim is not None else None
+            if due is None or due > time.time():
+                return
+        if self._claim is None and not await self._load():
+            code = Code.NOT_FOUND if self._missing else Code.UNAVAILABLE
+            self._fail(batch, code, "no such event" if self._missing else "store unavailable")
+            return
+        started = time.perf_counter()
+        for attempt in (1, 2):
+            assert self._claim is not None and self._store is not None
+            inv = self._claim.inventory
+            now = time.time()
+            try:
+                async with self._store.batch(self._claim.epoch) as tx:
+                    await self._preload(tx, inv, batch)
+                    # Check and update happen here, with no await in between: serial.
+                    inv.expire(now)
+                    outcomes = [inv.apply(p.command, now) for p in batch]
+                    effects = inv.take_effects()
+                    if not effects.empty:
+                        await tx.write(inv, effects, now)
+            except Fenced:
+                log.error("event %s: fenced by a newer incarnation; stopping", self.event_id)
+                self._claim = None
+                self._closing = True
+                self._fail(batch, Code.UNAVAILABLE, "event moved; retry")
+                return
+            except Exception as exc:
+                # The transaction rolled back: forget the applied commands by rebuilding.
+                self._claim = None
+                if attempt == 1 and is_integrity_error(exc) and await self._load():
+                    # A concurrent writer (another event's actor, same idempotency key)
+                    # got there first; the retry's preload will see its rows.
+                    continue
+                log.warning("event %s: commit failed: %s", self.event_id, exc)
+                self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
+                return
+            break
+        inv.mark_committed()
+        self.batches += 1
+        commit_s = time.perf_counter() - started
+        size = len(batch)
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if not p.future.done():
+                p.future.set_result((outcome, size, commit_s))
+        self._trim(inv)
+
+    async def _preload(self, tx: Any, inv: Inventory, batch: list[_Pending]) -> None:
+        """Load bookings and orders the batch refers to that memory does not hold."""
+        booking_ids: set[str] = set()
+        order_ids: set[str] = set()
+        for p in batch:
+            cmd = p.command
+            if isinstance(cmd, (Confirm, Release, Cancel)):
+                if cmd.booking_id not in inv.bookings:
+                    booking_ids.add(cmd.booking_id)
+            elif isinstance(cmd, Hold):
+                new = cmd.new_order
+                if new is None:
+                    if cmd.booking_id not in inv.bookings:
+                        booking_ids.add(cmd.booking_id)
+                elif new.idempotency_key is not None and new.order_id not in inv.orders:
+                    order_ids.add(new.order_id)
+        for booking in await tx.load_bookings(booking_ids):
+            if booking.booking_id not in inv.bookings:
+                inv.remember(booking)
+        for memo in await tx.load_orders(order_ids):
+            inv.remember_order(memo)
+            if memo.booking_id and memo.booking_id not in inv.bookings:
+                for booking in await tx.load_bookings([memo.booking_id]):
+                    inv.remember(booking)
+
+    def _fail(self, batch: list[_Pending], code: Code, detail: str) -> None:
+        for p in batch:
+            if not p.future.done():
+                p.future.set_result((Outcome(code, detail=detail), len(batch), 0.0))
+
+    def _trim(self, inv: Inventory) -> None:
+        if len(inv.bookings) > MEMORY_BOOKINGS:
+            for booking_id in list(inv.bookings)[: len(inv.bookings) - MEMORY_BOOKINGS // 2]:
+                inv.forget(booking_id)
+        if len(inv.orders) > MEMORY_ORDERS:
+            for order_id in list(inv.orders)[: len(inv.orders) - MEMORY_ORDERS // 2]:
+                if inv.orders[order_id].committed:
+                    del inv.orders[order_id]
+
+    # ------------------------------------------------------------ idling
+
+    def _should_stop(self) -> bool:
+        if self._missing:
+            return True
+        if self._queue or self._closing:
+            return self._closing and not self._queue
+        if time.monotonic() - self._last_command < self._idle_s:
+            return False
+        # Open holds need this actor to expire them on time.
+        return self._claim is None or self._claim.inventory.held == 0
+
+    async def _stop(self) -> None:
+        """Leave the cluster for good; the next command for this event starts a new actor."""
+        self._closing = True
+        log.info("event %s: actor stopping", self.event_id)
+        try:
+            import ray
+
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+        except Exception:  # not running under Ray (tests drive the class directly)
+            pass

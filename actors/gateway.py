@@ -1,0 +1,168 @@
+"""The front end's way to the event actors: find or start them, and batch calls.
+
+Per event and per front-end process there is at most one actor call in flight.
+Commands that arrive meanwhile wait in a bounded queue and all go in the next call,
+so a hot event costs one actor call per round trip rather than one per request.
+When the queue is full the caller is told to come back later (503, Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from actors.event_actor import EventActor, Reply
+from reservation.domain.commands import Command, Outcome
+from reservation.errors import Overloaded, StoreUnavailable, Unavailable
+
+log = logging.getLogger(__name__)
+
+ACTOR_NAME_PREFIX = "event:"
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+RemoteEventActor = ray.remote(EventActor)
+
+
+def actor_name(event_id: str) -> str:
+    return ACTOR_NAME_PREFIX + event_id
+
+
+@dataclass(slots=True)
+class _Lane:
+    queue: list[tuple[Command, asyncio.Future[Outcome]]] = field(default_factory=list)
+    busy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    database_url: str
+    namespace: str = "reservation"
+    max_queue_per_event: int = 20_000
+    max_batch: int = 2_000
+    call_timeout_s: float = 10.0
+    idle_s: float = 900.0
+    retry_after_s: int = 1
+
+
+class InventoryGateway:
+    """Sends inventory commands to event actors, coalescing them per event."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        actor_class: Any = None,
+        on_reply: Callable[[Reply, int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._actor_class = actor_class or RemoteEventActor
+        self._on_reply = on_reply
+        self._lanes: dict[str, _Lane] = {}
+        self._handles: dict[str, Any] = {}
+
+    def queue_depth(self) -> int:
+        return sum(len(lane.queue) for lane in self._lanes.values())
+
+    async def execute(self, event_id: str, commands: list[Command]) -> list[Outcome]:
+        """Run commands on the event's actor; answers come back in order."""
+        lane = self._lanes.get(event_id)
+        if lane is None:
+            lane = self._lanes[event_id] = _Lane()
+        if len(lane.queue) + len(commands) > self.config.max_queue_per_event:
+            raise Overloaded(
+                "too many requests are waiting for this event",
+                retry_after=self.config.retry_after_s,
+            )
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in commands]
+        lane.queue.extend(zip(commands, futures, strict=True))
+        if not lane.busy:
+            lane.busy = True
+            loop.create_task(self._pump(event_id, lane))
+        return list(await asyncio.gather(*futures))
+
+    async def _pump(self, event_id: str, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                batch, lane.queue = lane.queue[: self.config.max_batch], lane.queue[self.config.max_batch :]
+                try:
+                    reply = await self._call(event_id, [c for c, _ in batch])
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                if self._on_reply is not None:
+                    self._on_reply(reply, len(batch))
+                for (_, fut), outcome in zip(batch, reply.outcomes, strict=True):
+                    if not fut.done():
+                        fut.set_result(outcome)
+        finally:
+            # No await between the last queue check and this: nothing can slip in.
+            lane.busy = False
+            if not lane.queue:
+                self._lanes.pop(event_id, None)
+
+    async def _call(self, event_id: str, commands: list[Command]) -> Reply:
+        """One actor call, retried on actor death; commands are idempotent by id."""
+        last: Exception | None = None
+        for delay in (0.0, *RETRY_DELAYS):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                handle = await self._handle(event_id)
+                reply: Reply = await asyncio.wait_for(
+                    handle.submit.remote(commands), self.config.call_timeout_s
+                )
+            except (RayActorError, ValueError) as exc:
+                # The actor died (crash, node loss, idle stop): find or start it anew.
+                self._handles.pop(event_id, None)
+                last = exc
+                continue
+            except (TimeoutError, GetTimeoutError) as exc:
+                raise Unavailable(
+                    "the event did not answer in time; retry with the same Idempotency-Key",
+                    retry_after=self.config.retry_after_s,
+                ) from exc
+            if reply.stopping:
+                # The actor is stopping; its successor will take the commands.
+                self._handles.pop(event_id, None)
+                last = None
+                continue
+            return reply
+        if last is not None:
+            log.warning("event %s: actor unreachable: %s", event_id, last)
+        raise StoreUnavailable(
+            "the event's inventory is unavailable", retry_after=self.config.retry_after_s
+        )
+
+    async def _handle(self, event_id: str) -> Any:
+        handle = self._handles.get(event_id)
+        if handle is None:
+            handle = await asyncio.to_thread(self._get_or_create, event_id)
+            self._handles[event_id] = handle
+        return handle
+
+    def _get_or_create(self, event_id: str) -> Any:
+        cfg = self.config
+        return self._actor_class.options(
+            name=actor_name(event_id),
+            namespace=cfg.namespace,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=0,
+            max_concurrency=100_000,
+            num_cpus=0,
+        ).remote(event_id, cfg.database_url, max_batch=cfg.max_batch, idle_s=cfg.idle_s)
+
+    async def state(self, event_id: str) -> dict[str, Any]:
+        handle = await self._handle(event_id)
+        result: dict[str, Any] = await handle.state.remote()
+        return result

@@ -1,0 +1,1 @@
+"""The pure domain: inventory rules and order requests. Standard library only."""

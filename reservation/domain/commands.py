@@ -1,0 +1,136 @@
+"""Commands an event's inventory accepts, and the outcomes it answers with.
+
+Commands are plain, immutable values so that they cross process boundaries (front
+end -> Ray actor) cheaply and can be replayed in tests. Every command carries an id;
+booking-creating commands carry deterministic booking ids, which is what makes a
+retried command apply at most once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class BookingStatus(StrEnum):
+    """Life cycle of one booking (one event inside one order)."""
+
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"  # hold given back before confirmation
+    EXPIRED = "expired"  # hold ran out of time
+    CANCELLED = "cancelled"  # confirmed booking cancelled afterwards
+
+
+LIVE_STATUSES = frozenset({BookingStatus.HELD, BookingStatus.CONFIRMED})
+
+
+class Code(StrEnum):
+    """Stable outcome codes; the HTTP layer maps each to one problem type."""
+
+    OK = "ok"
+    SOLD_OUT = "sold-out"
+    SALES_PAUSED = "sales-paused"
+    NOT_FOUND = "not-found"
+    HOLD_EXPIRED = "hold-expired"
+    CONFLICT = "conflict"
+    INVALID = "invalid"
+    IDEMPOTENCY_MISMATCH = "idempotency-mismatch"
+    IN_FLIGHT = "in-flight"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    name: str
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    """An order created together with its single booking (the one-event fast path).
+
+    The order row, its idempotency record and the booking are written in the
+    actor's transaction, so such an order costs no other database round trip.
+    """
+
+    order_id: str
+    account_id: str
+    request_hash: str
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    command_id: str
+    booking_id: str
+    order_id: str
+    account_id: str
+    attendees: tuple[Attendee, ...]
+    ttl_s: float
+    new_order: NewOrder | None = None
+
+    @property
+    def quantity(self) -> int:
+        return len(self.attendees)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    command_id: str
+    booking_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Give back a hold that will not be confirmed (for example a failed multi-event order)."""
+
+    command_id: str
+    booking_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Cancel a booking, held or confirmed; its seats return to sale."""
+
+    command_id: str
+    booking_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Change capacity, oversell quota, sale status or price; None leaves a field alone."""
+
+    command_id: str
+    capacity: int | None = None
+    oversell_capacity: int | None = None
+    on_sale: bool | None = None
+    price_minor: int | None = None
+
+
+Command = Hold | Confirm | Release | Cancel | Configure
+
+
+@dataclass(frozen=True, slots=True)
+class BookingView:
+    booking_id: str
+    order_id: str
+    status: BookingStatus
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    code: Code
+    booking: BookingView | None = None
+    detail: str = ""
+    # Set when the answer is a replay of an earlier, committed command.
+    replayed: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code is Code.OK

@@ -1,0 +1,1 @@
+"""Persistence: schema, engines, migrations and the store operations."""

@@ -1,0 +1,152 @@
+"""Tables, as SQLAlchemy Core metadata (one definition for MySQL/MariaDB and SQLite).
+
+Times are stored as naive UTC DATETIME(6); money as integer minor units plus an ISO
+4217 currency code. The ``events`` counters (``sold``, ``held``) are written only by
+the event's actor, fenced by ``epoch``; they always equal the sums of the event's
+booking rows by status (checked by the tests).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = String(36)
+# Microsecond precision on MySQL/MariaDB (plain DATETIME there truncates to seconds).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("host_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("venue", String(200), nullable=False),
+    Column("starts_at", Timestamp, nullable=False),
+    Column("ends_at", Timestamp, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("oversell_capacity", Integer, nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sold", Integer, nullable=False, server_default="0"),
+    Column("held", Integer, nullable=False, server_default="0"),
+    # Fencing token: each actor incarnation claims a new epoch and writes only with it.
+    Column("epoch", BigInteger, nullable=False, server_default="0"),
+    # Bumped by every inventory commit; lets readers see that counters moved.
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_events_starts_at_id", "starts_at", "id"),
+    Index("ix_events_host_id", "host_id"),
+)
+
+event_policies = Table(
+    "event_policies",
+    metadata,
+    Column("event_id", Id, ForeignKey("events.id"), primary_key=True),
+    Column("cancellation_allowed", Boolean, nullable=False),
+    # Cancellations close this many hours before the event starts.
+    Column("cancel_deadline_hours", Integer, nullable=False),
+    # Share of the price refunded on a customer's cancellation, in percent.
+    Column("refund_percent", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("account_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("total_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("problem_type", String(64), nullable=True),
+    Column("problem_detail", String(500), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_orders_account_id_created_at", "account_id", "created_at"),
+)
+
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("order_id", Id, ForeignKey("orders.id"), nullable=False),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("account_id", Id, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index("ix_bookings_event_id_status", "event_id", "status"),
+    Index("ix_bookings_order_id", "order_id"),
+)
+
+attendees = Table(
+    "attendees",
+    metadata,
+    Column("booking_id", Id, ForeignKey("bookings.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("order_id", Id, nullable=False),
+    Column("event_id", Id, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    PrimaryKeyConstraint("booking_id", "position"),
+    Index("ix_attendees_order_id", "order_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", Id, nullable=False),
+    Column("idem_key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("order_id", Id, nullable=False),
+    # HTTP status of the stored answer; NULL while the request is still in flight.
+    Column("status_code", Integer, nullable=True),
+    # An in-flight record is owned by its front end until then; a retry may take over after.
+    Column("locked_until", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    PrimaryKeyConstraint("account_id", "idem_key"),
+)
