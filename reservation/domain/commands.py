@@ -120,6 +120,7 @@ class BookingView:
     unit_price_minor: int
     currency: str
     expires_at: float | None
+    created_at: float
 
 
 @dataclass(frozen=True, slots=True)

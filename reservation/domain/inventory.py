@@ -147,6 +147,7 @@ class Inventory:
             unit_price_minor=booking.unit_price_minor,
             currency=self.currency,
             expires_at=booking.expires_at,
+            created_at=booking.created_at,
         )
 
     def check_invariants(self) -> None:

@@ -1,0 +1,158 @@
+"""The FastAPI application of one front-end process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import ray
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reservation import __version__
+from reservation.api import metrics, problems
+from reservation.api.routes import accounts, events, ops, orders
+from reservation.config import Settings, get_settings
+from reservation.runtime import Runtime
+from reservation.services.events import EventService
+from reservation.services.orders import OrderService
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes (declared or streamed) with 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = problems.problem(
+            413, "body-too-large", "Request body too large", f"bodies are limited to {self.limit} bytes"
+        )
+        await response({"type": "http"}, _no_body, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class Metrics:
+    """Count and time every request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope["method"]
+            metrics.REQUESTS.labels(method, path, str(status)).inc()
+            metrics.LATENCY.labels(method, path).observe(time.perf_counter() - started)
+            if status == 503:
+                metrics.SHED.labels("unavailable").inc()
+
+
+def _connect_ray(settings: Settings) -> None:
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(
+        address=settings.ray_address or "local",
+        namespace=settings.ray_namespace,
+        log_to_driver=False,
+        include_dashboard=False if settings.ray_address is None else None,
+        configure_logging=False,
+    )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app; without ``runtime`` one is made at start-up (joining Ray)."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = app.state.runtime is None
+        if owned:
+            _connect_ray(settings)
+            app.state.runtime = Runtime.create(settings)
+        rt: Runtime = app.state.runtime
+        app.state.orders = OrderService(rt)
+        app.state.events = EventService(rt)
+        try:
+            yield
+        finally:
+            if owned:
+                await rt.close()
+
+    app = FastAPI(
+        title="Reservation server",
+        version=__version__,
+        description="Book events at on-sale peaks: per-event actors, durable group-committed bookings.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    if runtime is not None:
+        app.state.orders = OrderService(runtime)
+        app.state.events = EventService(runtime)
+    problems.install(app)
+    for module in (accounts, events, orders, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Metrics)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn reservation.api.app:app` builds the app from the environment on demand.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,78 @@
+"""Request dependencies, as ``Annotated`` aliases: who is calling, and the services."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reservation.auth import Principal, Role, read_token
+from reservation.errors import Forbidden, InvalidRequest, Unauthorized
+from reservation.runtime import Runtime
+from reservation.services.events import EventService
+from reservation.services.orders import OrderService
+
+_bearer = HTTPBearer(auto_error=False, description="token from POST /api/tokens")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("send a bearer token (POST /api/tokens)")
+    return read_token(credentials.credentials, runtime(request).signing_key)
+
+
+def optional_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    if credentials is None:
+        return None
+    return read_token(credentials.credentials, runtime(request).signing_key)
+
+
+def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    if who.role is not Role.HOST:
+        raise Forbidden("this needs a host account")
+    return who
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="retries with the same key and body get the first answer and book once",
+        ),
+    ] = None,
+) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
+    return key
+
+
+def order_service(request: Request) -> OrderService:
+    service: OrderService = request.app.state.orders
+    return service
+
+
+def event_service(request: Request) -> EventService:
+    service: EventService = request.app.state.events
+    return service
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+MaybeUser = Annotated[Principal | None, Depends(optional_principal)]
+CurrentHost = Annotated[Principal, Depends(current_host)]
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+Orders = Annotated[OrderService, Depends(order_service)]
+Events = Annotated[EventService, Depends(event_service)]

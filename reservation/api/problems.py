@@ -1,0 +1,77 @@
+"""RFC 9457 problem details: every error leaves the API as ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from reservation.errors import PROBLEM_BASE, ReservationError, Unauthorized, Unavailable
+
+log = logging.getLogger(__name__)
+MEDIA_TYPE = "application/problem+json"
+
+_HTTP_KINDS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def problem(
+    status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail, **extra}
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _jsonable(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        out.append(
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out
+
+
+def install(app: FastAPI) -> None:
+    """Map the exception tree, validation errors and routing errors to problems."""
+
+    @app.exception_handler(ReservationError)
+    async def _domain(request: Request, exc: ReservationError) -> Response:
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        return problem(exc.status, exc.kind, exc.title, exc.detail, headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return problem(
+            422, "invalid-request", "Invalid request", "the request does not match the schema",
+            errors=_jsonable(exc.errors()),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
+        return problem(exc.status_code, kind, title, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "Internal error", "an unexpected error occurred")

@@ -1,0 +1,109 @@
+"""What one front-end process holds: settings, store engines, the actor gateway, caches."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from actors.event_actor import Reply
+from actors.gateway import GatewayConfig, InventoryGateway
+from reservation.api import metrics
+from reservation.config import Settings
+from reservation.store.db import is_sqlite, make_engine
+
+
+class TtlCache:
+    """A small read-through cache; concurrent misses of one key share one load."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._values: dict[Any, tuple[float, Any]] = {}
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
+
+    async def get(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        hit = self._values.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(value)
+        finally:
+            self._loading.pop(key, None)
+        if len(self._values) >= self.max_entries:
+            self._values.clear()
+        self._values[key] = (time.monotonic() + self.ttl_s, value)
+        return value
+
+    def invalidate(self, key: Any = None) -> None:
+        if key is None:
+            self._values.clear()
+        else:
+            self._values.pop(key, None)
+
+
+def _record_reply(reply: Reply, call_size: int) -> None:
+    metrics.CALL_SIZE.observe(call_size)
+    for size in reply.batch_sizes:
+        metrics.BATCH_SIZE.observe(size)
+    for seconds in reply.commit_seconds:
+        metrics.COMMIT_SECONDS.observe(seconds)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    writer: AsyncEngine
+    reader: AsyncEngine
+    gateway: InventoryGateway
+    signing_key: str
+    events_cache: TtlCache
+    known_events: set[str] = field(default_factory=set)
+
+    @classmethod
+    def create(cls, settings: Settings, *, actor_class: Any = None) -> Runtime:
+        url = settings.store_url
+        writer = make_engine(url, pool_size=settings.db_pool_size, writer=True)
+        reader = make_engine(url, pool_size=settings.db_pool_size, writer=False) if is_sqlite(url) else writer
+        gateway = InventoryGateway(
+            GatewayConfig(
+                database_url=url,
+                namespace=settings.ray_namespace,
+                max_queue_per_event=settings.max_queue_per_event,
+                max_batch=settings.max_batch,
+                call_timeout_s=settings.actor_call_timeout_s,
+                idle_s=settings.actor_idle_s,
+                retry_after_s=settings.retry_after_s,
+            ),
+            actor_class=actor_class,
+            on_reply=_record_reply,
+        )
+        return cls(
+            settings=settings,
+            writer=writer,
+            reader=reader,
+            gateway=gateway,
+            signing_key=settings.signing_key(),
+            events_cache=TtlCache(settings.read_cache_ttl_s),
+        )
+
+    async def close(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

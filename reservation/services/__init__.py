@@ -1,0 +1,1 @@
+"""Use cases: what the HTTP routes ask for, in terms of the store and the actors."""

@@ -1,0 +1,202 @@
+"""Hosts' events: create, change (inventory changes go through the event's actor), read."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from reservation.api.schemas import EventCreate, EventUpdate
+from reservation.auth import Principal, Role
+from reservation.domain.commands import Configure
+from reservation.domain.ids import new_id
+from reservation.errors import Forbidden, InvalidRequest, NotFound, error_for
+from reservation.runtime import Runtime
+from reservation.services.orders import utc
+from reservation.store import catalog
+from reservation.store.inventory import to_dt
+
+INVENTORY_FIELDS = ("capacity", "oversell_capacity", "status", "price")
+DETAIL_FIELDS = ("title", "description", "venue", "starts_at", "ends_at")
+
+
+def naive_utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def availability(row: dict[str, Any]) -> dict[str, Any]:
+    limit = row["capacity"] + row["oversell_capacity"]
+    remaining = max(0, limit - row["sold"] - row["held"])
+    if remaining == 0:
+        level = "sold_out"
+    elif remaining * 10 <= limit:
+        level = "limited"
+    else:
+        level = "available"
+    return {"remaining": remaining, "level": level, "as_of": utc(row["updated_at"])}
+
+
+def event_view(row: dict[str, Any], *, for_host: bool = False) -> dict[str, Any]:
+    view = {
+        "id": row["id"],
+        "host_id": row["host_id"],
+        "title": row["title"],
+        "description": row["description"],
+        "venue": row["venue"],
+        "starts_at": utc(row["starts_at"]),
+        "ends_at": utc(row["ends_at"]),
+        "price": {"amount": row["price_minor"], "currency": row["currency"]},
+        "status": row["status"],
+        "availability": availability(row),
+        "policy": {
+            "cancellation_allowed": bool(row["cancellation_allowed"]),
+            "cancel_deadline_hours": row["cancel_deadline_hours"],
+            "refund_percent": row["refund_percent"],
+        },
+    }
+    if for_host:
+        view.update(
+            capacity=row["capacity"],
+            oversell_capacity=row["oversell_capacity"],
+            sold=row["sold"],
+            held=row["held"],
+        )
+    return view
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, last_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(at), str(last_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest("malformed cursor") from exc
+
+
+class EventService:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def create(self, host: Principal, body: EventCreate) -> dict[str, Any]:
+        if host.role is not Role.HOST:
+            raise Forbidden("only hosts create events")
+        now = to_dt(time.time())
+        event_id = new_id()
+        await catalog.create_event(
+            self.rt.writer,
+            {
+                "id": event_id,
+                "host_id": host.account_id,
+                "title": body.title,
+                "description": body.description,
+                "venue": body.venue,
+                "starts_at": naive_utc(body.starts_at),
+                "ends_at": naive_utc(body.ends_at),
+                "capacity": body.capacity,
+                "oversell_capacity": body.oversell_capacity,
+                "price_minor": body.price.amount,
+                "currency": body.price.currency,
+                "status": body.status,
+                "sold": 0,
+                "held": 0,
+                "epoch": 0,
+                "version": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            {"event_id": event_id, **body.policy.model_dump(), "updated_at": now},
+        )
+        self.rt.known_events.add(event_id)
+        return await self.get_for_host(host, event_id)
+
+    async def _owned(self, host: Principal, event_id: str) -> dict[str, Any]:
+        row = await catalog.get_event(self.rt.writer, event_id)
+        if row is None:
+            raise NotFound("no such event")
+        if row["host_id"] != host.account_id:
+            raise Forbidden("only the event's host may manage it")
+        return row
+
+    async def get_for_host(self, host: Principal, event_id: str) -> dict[str, Any]:
+        return event_view(await self._owned(host, event_id), for_host=True)
+
+    async def update(self, host: Principal, event_id: str, body: EventUpdate) -> dict[str, Any]:
+        row = await self._owned(host, event_id)
+        changed = body.model_fields_set
+        starts = body.starts_at if "starts_at" in changed else None
+        ends = body.ends_at if "ends_at" in changed else None
+        new_start = naive_utc(starts) if starts else row["starts_at"]
+        new_end = naive_utc(ends) if ends else row["ends_at"]
+        if new_end <= new_start:
+            raise InvalidRequest("ends_at must be after starts_at")
+        if body.price is not None and body.price.currency != row["currency"]:
+            raise InvalidRequest("an event's currency cannot change")
+        if changed & set(INVENTORY_FIELDS):
+            (outcome,) = await self.rt.gateway.execute(
+                event_id,
+                [
+                    Configure(
+                        command_id=f"configure:{new_id()}",
+                        capacity=body.capacity,
+                        oversell_capacity=body.oversell_capacity,
+                        on_sale=None if body.status is None else body.status == "on_sale",
+                        price_minor=None if body.price is None else body.price.amount,
+                    )
+                ],
+            )
+            if not outcome.ok:
+                raise error_for(outcome.code, outcome.detail, **outcome.extra)
+        details: dict[str, Any] = {}
+        for name in DETAIL_FIELDS:
+            if name in changed:
+                value = getattr(body, name)
+                details[name] = naive_utc(value) if isinstance(value, datetime) else value
+        policy = body.policy.model_dump() if body.policy is not None else None
+        if details or policy:
+            await catalog.update_details(self.rt.writer, event_id, details, policy, to_dt(time.time()))
+        self.rt.events_cache.invalidate()
+        return await self.get_for_host(host, event_id)
+
+    async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any]:
+        async def load() -> dict[str, Any] | None:
+            return await catalog.get_event(self.rt.reader, event_id)
+
+        row = await self.rt.events_cache.get(("event", event_id), load)
+        if row is None:
+            raise NotFound("no such event")
+        return event_view(row, for_host=viewer is not None and viewer.account_id == row["host_id"])
+
+    async def browse(
+        self,
+        *,
+        text: str | None,
+        starts_from: datetime | None,
+        starts_to: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        after = decode_cursor(cursor) if cursor else None
+        key = ("list", text, starts_from, starts_to, after, limit)
+
+        async def load() -> list[dict[str, Any]]:
+            return await catalog.list_events(
+                self.rt.reader,
+                text=text,
+                starts_from=naive_utc(starts_from) if starts_from else None,
+                starts_to=naive_utc(starts_to) if starts_to else None,
+                after=after,
+                limit=limit,
+            )
+
+        rows = await self.rt.events_cache.get(key, load)
+        next_cursor = None
+        if len(rows) == limit:
+            last = rows[-1]
+            next_cursor = encode_cursor([last["starts_at"].isoformat(), last["id"]])
+        return {"items": [event_view(r) for r in rows], "next_cursor": next_cursor}

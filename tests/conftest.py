@@ -1,0 +1,194 @@
+"""Shared fixtures: a local Ray, real stores (SQLite file, MariaDB database), HTTP clients.
+
+MySQL tests run when ``RESERVATION_TEST_MYSQL_URL`` names a server (for example
+``mysql+aiomysql://root@127.0.0.1:3306``); each test session creates its own
+database there and drops it at the end. ``--require-mysql`` turns a missing server
+into a failure instead of a skip (CI uses it).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+import ray  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from reservation.api.app import create_app  # noqa: E402
+from reservation.config import Settings  # noqa: E402
+from reservation.runtime import Runtime  # noqa: E402
+from reservation.store.db import migrate, sync_url  # noqa: E402
+
+MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
+NAMESPACE = "reservation-test-" + secrets.token_hex(4)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--require-mysql", action="store_true", help="fail, not skip, without MariaDB/MySQL")
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole test session, bound to 127.0.0.1."""
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    yield
+    ray.shutdown()
+
+
+def _mysql_server(config: pytest.Config) -> str | None:
+    url = os.environ.get(MYSQL_ENV)
+    if not url:
+        if config.getoption("--require-mysql"):
+            pytest.fail(f"--require-mysql given but {MYSQL_ENV} is not set")
+        return None
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated MariaDB database for this session."""
+    server = _mysql_server(request.config)
+    if server is None:
+        pytest.skip(f"set {MYSQL_ENV} to run MySQL tests")
+    name = "reservation_test_" + secrets.token_hex(4)
+    admin = create_engine(sync_url(server))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}`"))
+    except Exception as exc:
+        if request.config.getoption("--require-mysql"):
+            pytest.fail(f"MariaDB/MySQL at {server} is not usable: {exc}")
+        pytest.skip(f"MariaDB/MySQL not reachable: {exc}")
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    migrate(url)
+    yield url
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("store") / "reservation.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on both stores."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+def make_settings(url: str, tmp: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": url,
+        "data_dir": tmp,
+        "secret_key": "test-secret-" + "x" * 32,
+        "ray_namespace": NAMESPACE,
+        "actor_idle_s": 60.0,
+        "db_pool_size": 5,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class Api:
+    """An in-process HTTP client on one front end, with helpers for common steps."""
+
+    client: httpx.AsyncClient
+    runtime: Runtime
+
+    async def register(self, role: str = "customer", name: str = "Test User") -> dict[str, str]:
+        """Register an account and return its Authorization header (plus its id)."""
+        email = f"{role}-{secrets.token_hex(6)}@example.com"
+        password = "correct horse battery"
+        r = await self.client.post(
+            "/api/users", json={"name": name, "email": email, "password": password, "role": role}
+        )
+        assert r.status_code == 201, r.text
+        t = await self.client.post("/api/tokens", json={"email": email, "password": password})
+        assert t.status_code == 201, t.text
+        return {"Authorization": f"Bearer {t.json()['access_token']}", "X-Account": r.json()["id"]}
+
+    async def create_event(self, host: dict[str, str], **fields: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "title": "Concert",
+            "description": "An evening of music",
+            "venue": "Hall A",
+            "starts_at": "2030-06-01T20:00:00Z",
+            "ends_at": "2030-06-01T23:00:00Z",
+            "capacity": 100,
+            "oversell_capacity": 0,
+            "price": {"amount": 2500, "currency": "EUR"},
+        }
+        body.update(fields)
+        r = await self.client.post("/api/events", json=body, headers=auth(host))
+        assert r.status_code == 201, r.text
+        event: dict[str, Any] = r.json()
+        return event
+
+    async def book(
+        self, who: dict[str, str], event_ids: list[str], attendees: int = 1, key: str | None = None
+    ) -> httpx.Response:
+        body = {
+            "items": [
+                {"event_id": e, "attendees": [{"name": f"Guest {n}"} for n in range(attendees)]}
+                for e in event_ids
+            ]
+        }
+        headers = auth(who)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return await self.client.post("/api/orders", json=body, headers=headers)
+
+
+def auth(who: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": who["Authorization"]}
+
+
+@pytest.fixture
+async def api(store_url: str, ray_session: None, tmp_path: Path) -> AsyncIterator[Api]:
+    """A front end on ``store_url`` (both stores), driven in-process through ASGI."""
+    async with open_api(store_url, tmp_path) as value:
+        yield value
+
+
+class open_api:  # noqa: N801 - used like a function
+    """Async context manager: one in-process front end (its own runtime) on a store."""
+
+    def __init__(self, url: str, tmp: Path, actor_class: Any = None, **overrides: Any) -> None:
+        self.settings = make_settings(url, tmp, **overrides)
+        self.actor_class = actor_class
+
+    async def __aenter__(self) -> Api:
+        self.runtime = Runtime.create(self.settings, actor_class=self.actor_class)
+        app = create_app(runtime=self.runtime)
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", timeout=60
+        )
+        return Api(self.client, self.runtime)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        await self.runtime.close()
