@@ -14,6 +14,7 @@ rebuilt from the store before the next batch, so memory and store agree again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -147,10 +148,8 @@ class EventActor:
         assert self._wake is not None
         while True:
             if not self._queue:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._sleep_for())
-                except TimeoutError:
-                    pass
                 self._wake.clear()
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]

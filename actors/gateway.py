@@ -65,6 +65,7 @@ class InventoryGateway:
         self._on_reply = on_reply
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, Any] = {}
+        self._pumps: set[asyncio.Task[None]] = set()
 
     def queue_depth(self) -> int:
         return sum(len(lane.queue) for lane in self._lanes.values())
@@ -84,7 +85,9 @@ class InventoryGateway:
         lane.queue.extend(zip(commands, futures, strict=True))
         if not lane.busy:
             lane.busy = True
-            loop.create_task(self._pump(event_id, lane))
+            task = loop.create_task(self._pump(event_id, lane))
+            self._pumps.add(task)  # keep a reference until it finishes
+            task.add_done_callback(self._pumps.discard)
         return list(await asyncio.gather(*futures))
 
     async def _pump(self, event_id: str, lane: _Lane) -> None:

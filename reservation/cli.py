@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     m.add_argument("--data-dir")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _apply_flags(args)
     try:
         settings = Settings()

@@ -20,14 +20,14 @@ import pytest
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-import ray  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+import ray
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from reservation.api.app import create_app  # noqa: E402
-from reservation.config import Settings  # noqa: E402
-from reservation.runtime import Runtime  # noqa: E402
-from reservation.store.db import migrate, sync_url  # noqa: E402
+from reservation.api.app import create_app
+from reservation.config import Settings
+from reservation.runtime import Runtime
+from reservation.store.db import migrate, sync_url
 
 MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
 NAMESPACE = "reservation-test-" + secrets.token_hex(4)
@@ -174,7 +174,7 @@ async def api(store_url: str, ray_session: None, tmp_path: Path) -> AsyncIterato
         yield value
 
 
-class open_api:  # noqa: N801 - used like a function
+class open_api:
     """Async context manager: one in-process front end (its own runtime) on a store."""
 
     def __init__(self, url: str, tmp: Path, actor_class: Any = None, **overrides: Any) -> None:

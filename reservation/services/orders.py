@@ -270,9 +270,11 @@ class OrderService:
             )
             failed = next(((i, o) for i, o in zip(body.items, confirms, strict=True) if not o.ok), None)
         if failed is not None:
-            # All or nothing: give back every seat this order got (cancel covers held and confirmed).
+            # All or nothing: give back every seat this order got. Before any confirm the
+            # holds are released; after one, cancel covers held and confirmed alike.
+            undo = Cancel if confirms else Release
             await asyncio.gather(
-                *(run(i.event_id, Cancel(f"undo:{ids[i.event_id]}", ids[i.event_id])) for i in body.items)
+                *(run(i.event_id, undo(f"undo:{ids[i.event_id]}", ids[i.event_id])) for i in body.items)
             )
             item, outcome = failed
             error = _fail(outcome.code, outcome.detail, item.event_id)

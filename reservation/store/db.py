@@ -123,9 +123,8 @@ def migrate(url: str, revision: str = "head") -> None:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
         else:
-            with engine.connect() as lock_conn, _migration_lock(url, lock_conn):
-                with engine.begin() as conn:
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, revision)
+            with engine.connect() as lock_conn, _migration_lock(url, lock_conn), engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
     finally:
         engine.dispose()
