@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -70,6 +71,16 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
         return problem(exc.status_code, kind, title, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(DBAPIError)
+    async def _store(request: Request, exc: DBAPIError) -> Response:
+        if isinstance(exc, IntegrityError):
+            return problem(409, "conflict", "Conflict", "the change conflicts with stored data")
+        log.warning("store error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            503, "store-unavailable", "The store is unavailable", "the database did not answer; retry",
+            {"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
