@@ -30,7 +30,9 @@ from reservation.runtime import Runtime
 from reservation.store.db import migrate, sync_url
 
 MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
-NAMESPACE = "reservation-test-" + secrets.token_hex(4)
+# Fixed per process: pytest may import this module twice (as `conftest` and as
+# `tests.conftest`), and both copies must name the same Ray namespace.
+NAMESPACE = f"reservation-test-{os.getpid()}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reservation import __version__
@@ -47,7 +48,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(413, f"bodies are limited to {self.limit} bytes")
             return message
 
         try:
@@ -62,8 +63,9 @@ class BodyLimit:
         await response({"type": "http"}, _no_body, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """A streamed body passed the limit. An HTTPException, because FastAPI turns any
+    other error raised while it reads a body into a 400; the problem handler answers 413."""
 
 
 async def _no_body() -> Message:

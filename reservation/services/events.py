@@ -117,10 +117,9 @@ class EventService:
 
     async def _owned(self, host: Principal, event_id: str) -> dict[str, Any]:
         row = await catalog.get_event(self.rt.writer, event_id)
-        if row is None:
-            raise NotFound("no such event")
-        if row["host_id"] != host.account_id:
-            raise Forbidden("only the event's host may manage it")
+        # Another host's event answers exactly like an unknown one: 404.
+        if row is None or row["host_id"] != host.account_id:
+            raise NotFound("no such event among yours")
         return row
 
     async def get_for_host(self, host: Principal, event_id: str) -> dict[str, Any]:

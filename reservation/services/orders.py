@@ -147,7 +147,7 @@ class OrderService:
         if held.replayed or held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
             if held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
                 raise error_for(held.code, held.detail)
-            return await self._replay(who, order_id)
+            return await self._replay(who, order_id, item.event_id)
         if not held.ok:
             raise _fail(held.code, held.detail, item.event_id)
         if not confirmed.ok or confirmed.booking is None:
@@ -179,12 +179,15 @@ class OrderService:
             ],
         }
 
-    async def _replay(self, who: Principal, order_id: str) -> dict[str, Any]:
+    async def _replay(self, who: Principal, order_id: str, event_id: str | None = None) -> dict[str, Any]:
         order = await order_records.get_order(self.rt.reader, order_id, who.account_id)
         if order is None:
             raise Unavailable("the first request's answer is not readable yet; retry")
         if order["status"] == "rejected":
             code = Code(order["problem_type"]) if order["problem_type"] else Code.CONFLICT
+            if event_id is not None:
+                # A one-event order: its actor stored the bare detail; answer as the first time.
+                raise _fail(code, order["problem_detail"] or "", event_id)
             raise error_for(code, order["problem_detail"] or "")
         return order_view(order)
 

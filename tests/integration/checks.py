@@ -1,0 +1,149 @@
+"""Store-level checks shared by integration tests: read the database, not the API.
+
+Everything here opens its own blocking engine on the store (``sync_url``) and reads
+in one transaction, so what it sees is one consistent snapshot that no front-end
+cache or actor memory can paper over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, create_engine, func, select
+
+from reservation.domain.commands import BookingStatus
+from reservation.store.db import sync_url
+from reservation.store.schema import bookings, events
+
+LIVE = (BookingStatus.HELD.value, BookingStatus.CONFIRMED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSnapshot:
+    """One event's counters as stored, next to what its booking rows add up to."""
+
+    event_id: str
+    capacity: int
+    oversell_capacity: int
+    sold: int
+    held: int
+    confirmed_quantity: int
+    held_quantity: int
+    confirmed_rows: int
+    held_rows: int
+
+    @property
+    def limit(self) -> int:
+        return self.capacity + self.oversell_capacity
+
+
+def _quantity_and_rows(conn: Connection, event_id: str, status: BookingStatus) -> tuple[int, int]:
+    row = conn.execute(
+        select(func.coalesce(func.sum(bookings.c.quantity), 0), func.count()).where(
+            bookings.c.event_id == event_id, bookings.c.status == status.value
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def _snapshot(conn: Connection, event_id: str) -> EventSnapshot:
+    row = conn.execute(
+        select(events.c.capacity, events.c.oversell_capacity, events.c.sold, events.c.held).where(
+            events.c.id == event_id
+        )
+    ).first()
+    assert row is not None, f"event {event_id} is not in the store"
+    confirmed_quantity, confirmed_rows = _quantity_and_rows(conn, event_id, BookingStatus.CONFIRMED)
+    held_quantity, held_rows = _quantity_and_rows(conn, event_id, BookingStatus.HELD)
+    return EventSnapshot(
+        event_id=event_id,
+        capacity=int(row.capacity),
+        oversell_capacity=int(row.oversell_capacity),
+        sold=int(row.sold),
+        held=int(row.held),
+        confirmed_quantity=confirmed_quantity,
+        held_quantity=held_quantity,
+        confirmed_rows=confirmed_rows,
+        held_rows=held_rows,
+    )
+
+
+def read_event(url: str, event_id: str) -> EventSnapshot:
+    """The event's stored counters and booking sums, read in one transaction."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn, conn.begin():
+            return _snapshot(conn, event_id)
+    finally:
+        engine.dispose()
+
+
+def assert_store_consistent(
+    url: str,
+    event_id: str,
+    *,
+    expected_sold: int | None = None,
+    expected_held: int | None = None,
+    confirmed_ids: Iterable[str] = (),
+) -> EventSnapshot:
+    """Assert the store keeps the inventory invariants for one event; return what it read.
+
+    Checked in this order (the first broken one raises AssertionError):
+
+    * ``sold + held <= capacity + oversell_capacity`` (message starts with "oversold");
+    * the ``events`` counters equal SUM(quantity) of the event's bookings by status ("drift");
+    * ``expected_sold`` / ``expected_held``, when given;
+    * every id in ``confirmed_ids`` (bookings answered as confirmed) is a CONFIRMED
+      booking of this event in the store ("lost").
+    """
+    wanted = sorted(set(confirmed_ids))
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn, conn.begin():
+            snap = _snapshot(conn, event_id)
+            found: dict[str, tuple[str, str]] = {}
+            # Chunked: SQLite limits the number of bound parameters per statement.
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
+                        bookings.c.id.in_(wanted[start : start + 500])
+                    )
+                )
+                found.update({r.id: (r.event_id, r.status) for r in rows})
+    finally:
+        engine.dispose()
+    assert 0 <= snap.sold and 0 <= snap.held, f"negative counters: {snap}"
+    assert snap.sold + snap.held <= snap.limit, (
+        f"oversold: sold {snap.sold} + held {snap.held} > capacity {snap.capacity} "
+        f"+ oversell {snap.oversell_capacity} ({snap})"
+    )
+    assert (snap.sold, snap.held) == (snap.confirmed_quantity, snap.held_quantity), (
+        f"drift: counters sold={snap.sold} held={snap.held} but booking rows add up to "
+        f"confirmed={snap.confirmed_quantity} held={snap.held_quantity}"
+    )
+    if expected_sold is not None:
+        assert snap.sold == expected_sold, f"sold {snap.sold}, expected {expected_sold}"
+    if expected_held is not None:
+        assert snap.held == expected_held, f"held {snap.held}, expected {expected_held}"
+    missing = [i for i in wanted if found.get(i) != (event_id, BookingStatus.CONFIRMED.value)]
+    assert not missing, (
+        f"lost: {len(missing)} booking(s) answered as confirmed are not confirmed in the store, "
+        f"e.g. {[(i, found.get(i)) for i in missing[:5]]}"
+    )
+    return snap
+
+
+def live_bookings_of_order(url: str, order_id: str) -> list[tuple[str, str, str]]:
+    """(booking id, event id, status) of the order's HELD or CONFIRMED bookings in the store."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
+                    bookings.c.order_id == order_id, bookings.c.status.in_(LIVE)
+                )
+            )
+            return [(r.id, r.event_id, r.status) for r in rows]
+    finally:
+        engine.dispose()
