@@ -1,0 +1,320 @@
+"""An event actor's process killed hard under load, and the epoch fence between incarnations.
+
+Both stores. The crash test streams keyed bookings at one event from several tasks,
+kills the actor's process with SIGKILL in the middle, lets Ray restart it, and then
+checks invariants 1 to 4 against the store and the restarted actor's memory. The
+fencing tests show that an incarnation whose epoch was superseded can write nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder
+from reservation.domain.ids import booking_id_for, order_id_for_key
+from reservation.store.inventory import Fenced, InventoryStore
+from reservation.store.schema import attendees, bookings, events, idempotency_keys, orders
+from tests.conftest import Api
+
+TOTAL = 300  # keyed booking requests in the stream
+TASKS = 6  # concurrent clients, one account each
+KILL_AFTER = 90  # answered bookings before the actor's process is killed
+CAPACITY = 2000  # more than TOTAL * 3 attendees: every request can be booked
+DEADLINE_S = 60.0  # a request not settled by then fails the test
+
+
+@dataclass
+class Stream:
+    """What the clients saw: final answers by key, and how the crash met the stream."""
+
+    answers: dict[str, httpx.Response] = field(default_factory=dict)
+    quantity: dict[str, int] = field(default_factory=dict)
+    account: dict[str, str] = field(default_factory=dict)
+    started: int = 0
+    answered: int = 0
+    enough: asyncio.Event = field(default_factory=asyncio.Event)
+    retries: Counter[str] = field(default_factory=Counter)
+
+
+async def book_until_final(
+    api: Api, who: dict[str, str], event_id: str, key: str, n: int, retries: Counter[str]
+) -> httpx.Response:
+    """Send one keyed booking, retrying with the SAME key on 503, in-flight and transport errors."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        assert time.monotonic() < deadline, f"request {key} did not settle within {DEADLINE_S} s"
+        try:
+            r = await api.book(who, [event_id], attendees=n, key=key)
+        except httpx.TransportError:
+            retries["transport"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        if r.status_code == 503:
+            assert r.headers.get("retry-after"), r.headers
+            assert r.headers["content-type"].startswith("application/problem+json")
+            retries["503"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        if r.status_code == 409 and r.json()["type"] == "/problems/in-flight":
+            retries["in-flight"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        assert r.status_code in (201, 409), r.text
+        return r
+
+
+async def client(api: Api, who: dict[str, str], event_id: str, keys: list[str], s: Stream) -> None:
+    for key in keys:
+        s.started += 1
+        r = await book_until_final(api, who, event_id, key, s.quantity[key], s.retries)
+        s.answers[key] = r
+        s.answered += 1
+        if s.answered >= KILL_AFTER:
+            s.enough.set()
+
+
+async def store_rows(api: Api, event_id: str) -> dict[str, Any]:
+    """The event's counters and booking rows, read straight from the store."""
+    async with api.runtime.reader.connect() as conn:
+        event = (
+            await conn.execute(
+                select(events.c.sold, events.c.held, events.c.capacity, events.c.epoch).where(events.c.id == event_id)
+            )
+        ).one()
+        rows = (
+            await conn.execute(
+                select(bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity).where(
+                    bookings.c.event_id == event_id
+                )
+            )
+        ).all()
+        people = dict(
+            (
+                await conn.execute(
+                    select(attendees.c.booking_id, func.count())
+                    .where(attendees.c.event_id == event_id)
+                    .group_by(attendees.c.booking_id)
+                )
+            ).all()
+        )
+    return {"event": event, "bookings": rows, "attendees": people}
+
+
+def assert_counters_match_rows(snapshot: dict[str, Any]) -> None:
+    """Invariants 1 and 3 in the store: counters are the sums of the rows and within the limit."""
+    rows = snapshot["bookings"]
+    event = snapshot["event"]
+    sold = sum(r.quantity for r in rows if r.status == BookingStatus.CONFIRMED.value)
+    held = sum(r.quantity for r in rows if r.status == BookingStatus.HELD.value)
+    assert (event.sold, event.held) == (sold, held)
+    assert event.sold + event.held <= event.capacity
+
+
+async def test_actor_process_killed_mid_stream(api: Api) -> None:
+    host = await api.register("host")
+    event_id = (await api.create_event(host, capacity=CAPACITY))["id"]
+    customers = [await api.register("customer") for _ in range(TASKS)]
+    gateway = api.runtime.gateway
+    before = await gateway.state(event_id)  # activates the actor
+    assert before["loaded"] and before["sold"] == 0
+
+    s = Stream()
+    keys = [f"crash-{i}-{secrets.token_hex(4)}" for i in range(TOTAL)]
+    for i, key in enumerate(keys):
+        s.quantity[key] = 1 + i % 3
+        s.account[key] = customers[i % TASKS]["X-Account"]
+    tasks = [asyncio.create_task(client(api, customers[t], event_id, keys[t::TASKS], s)) for t in range(TASKS)]
+    waiter = asyncio.create_task(s.enough.wait())
+    try:
+        await asyncio.wait([waiter, *tasks], timeout=DEADLINE_S, return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            if t.done():
+                t.result()  # a client failed before the kill: show why
+        assert s.enough.is_set(), f"only {s.answered} bookings answered in {DEADLINE_S} s"
+        in_flight = s.started - s.answered
+        answered_at_kill = s.answered
+        os.kill(before["pid"], signal.SIGKILL)
+        await asyncio.wait_for(asyncio.gather(*tasks), DEADLINE_S * 2)
+    finally:
+        for t in (waiter, *tasks):
+            t.cancel()
+
+    # The kill hit the middle of the stream: requests were waiting and most were still to come.
+    assert in_flight > 0 and answered_at_kill < TOTAL // 2, (in_flight, answered_at_kill)
+    after = await gateway.state(event_id)
+    assert after["pid"] != before["pid"], "the actor's process was not replaced"
+    assert after["epoch"] > before["epoch"], "the restarted actor did not claim a new epoch"
+
+    # Every request got a final answer, and capacity sufficed for all of them: all booked.
+    assert len(s.answers) == TOTAL, s.retries
+    assert {k: r.status_code for k, r in s.answers.items() if r.status_code != 201} == {}
+    confirmed: dict[str, dict[str, Any]] = {}
+    for key, r in s.answers.items():
+        order = r.json()
+        assert order["id"] == order_id_for_key(s.account[key], key)
+        assert order["status"] == "confirmed"
+        (item,) = order["items"]
+        assert item["quantity"] == s.quantity[key]
+        confirmed[order["id"]] = item
+    assert len(confirmed) == TOTAL
+
+    snapshot = await store_rows(api, event_id)
+    rows = snapshot["bookings"]
+    by_id = {r.id: r for r in rows}
+    # Invariant 2: every booking answered 201 is in the store, confirmed, with its attendees.
+    for order_id, item in confirmed.items():
+        row = by_id.get(item["id"])
+        assert row is not None, f"booking {item['id']} answered 201 but missing from the store"
+        assert row.order_id == order_id
+        assert row.status == BookingStatus.CONFIRMED.value
+        assert row.quantity == item["quantity"]
+        assert snapshot["attendees"].get(row.id) == row.quantity
+    # Invariant 4: no order booked twice, and nothing booked that nobody was told about.
+    per_order = Counter(r.order_id for r in rows)
+    assert max(per_order.values()) == 1, per_order.most_common(3)
+    assert len(rows) == len(confirmed)
+    assert sum(1 for r in rows if r.status == BookingStatus.CONFIRMED.value) == len(confirmed)
+    async with api.runtime.reader.connect() as conn:
+        order_rows = dict(
+            (await conn.execute(select(orders.c.id, orders.c.status).where(orders.c.id.in_(confirmed)))).all()
+        )
+        key_rows = (
+            await conn.execute(
+                select(idempotency_keys.c.order_id, idempotency_keys.c.status_code).where(
+                    idempotency_keys.c.idem_key.in_(keys)
+                )
+            )
+        ).all()
+    assert order_rows == dict.fromkeys(confirmed, "confirmed")
+    assert sorted((o, c) for o, c in key_rows) == sorted((o, 201) for o in confirmed)
+    # Invariants 1 and 3 in the store, and the restarted actor's memory agrees with it.
+    assert_counters_match_rows(snapshot)
+    assert snapshot["event"].sold == sum(s.quantity.values())
+    assert (after["sold"], after["held"]) == (snapshot["event"].sold, snapshot["event"].held)
+    assert after["epoch"] == snapshot["event"].epoch, "another incarnation claimed the event"
+
+    # Retries after the restart replay the first answer and book nothing more.
+    sample = keys[:: TOTAL // 20]
+    replays = await asyncio.gather(
+        *(api.book(customers[keys.index(k) % TASKS], [event_id], attendees=s.quantity[k], key=k) for k in sample)
+    )
+    for key, r in zip(sample, replays, strict=True):
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] == s.answers[key].json()["id"]
+    again = await store_rows(api, event_id)
+    assert len(again["bookings"]) == len(rows)
+    assert again["event"].sold == snapshot["event"].sold
+    state = await gateway.state(event_id)
+    assert (state["sold"], state["held"]) == (again["event"].sold, again["event"].held)
+
+
+def _hold_and_confirm(account_id: str, event_id: str, key: str, n: int) -> tuple[Hold, Confirm, str]:
+    order_id = order_id_for_key(account_id, key)
+    booking_id = booking_id_for(order_id, event_id)
+    hold = Hold(
+        command_id=f"hold:{booking_id}",
+        booking_id=booking_id,
+        order_id=order_id,
+        account_id=account_id,
+        attendees=tuple(Attendee(f"Guest {i}") for i in range(n)),
+        ttl_s=600.0,
+        new_order=NewOrder(order_id, account_id, "hash-" + key, key),
+    )
+    return hold, Confirm(f"confirm:{booking_id}", booking_id), order_id
+
+
+async def test_superseded_epoch_cannot_write(api: Api) -> None:
+    """A second claim (what a new incarnation does) fences the first: its writes are refused."""
+    host = await api.register("host")
+    customer = await api.register("customer")
+    event_id = (await api.create_event(host, capacity=10))["id"]
+    engine = api.runtime.writer
+    first = await InventoryStore(engine, event_id).claim()
+    second = await InventoryStore(engine, event_id).claim()
+    assert second.epoch > first.epoch
+
+    hold, confirm, order_id = _hold_and_confirm(customer["X-Account"], event_id, "stale", 2)
+    now = time.time()
+    assert [first.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
+    effects = first.inventory.take_effects()
+    assert not effects.empty
+    stale = InventoryStore(engine, event_id)
+    with pytest.raises(Fenced):
+        async with stale.batch(first.epoch) as tx:
+            await tx.write(first.inventory, effects, now)
+
+    async with api.runtime.reader.connect() as conn:
+        event = (
+            await conn.execute(
+                select(events.c.sold, events.c.held, events.c.epoch, events.c.version).where(events.c.id == event_id)
+            )
+        ).one()
+        written = [
+            (await conn.execute(select(func.count()).select_from(t).where(where))).scalar_one()
+            for t, where in (
+                (orders, orders.c.id == order_id),
+                (bookings, bookings.c.event_id == event_id),
+                (attendees, attendees.c.event_id == event_id),
+                (idempotency_keys, idempotency_keys.c.order_id == order_id),
+            )
+        ]
+    assert (event.sold, event.held, event.epoch, event.version) == (0, 0, second.epoch, 0)
+    assert written == [0, 0, 0, 0], "the fenced incarnation wrote rows"
+
+    # The same batch under the current epoch is accepted: the refusal was the fence, nothing else.
+    assert [second.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
+    async with InventoryStore(engine, event_id).batch(second.epoch) as tx:
+        await tx.write(second.inventory, second.inventory.take_effects(), now)
+    snapshot = await store_rows(api, event_id)
+    assert [(r.order_id, r.status) for r in snapshot["bookings"]] == [(order_id, "confirmed")]
+    assert (snapshot["event"].sold, snapshot["event"].held) == (2, 0)
+    assert_counters_match_rows(snapshot)
+
+
+async def test_live_actor_fenced_by_a_newer_claim(api: Api) -> None:
+    """A running actor whose event was claimed again writes nothing and gives way to a new incarnation.
+
+    Its fenced batch either answers 503 (the caller retries with the same key) or, when the
+    actor stops itself before its answer leaves, the gateway resends the batch to the
+    successor. Either way the booking is written once, by an incarnation newer than the claim.
+    """
+    host = await api.register("host")
+    customer = await api.register("customer")
+    event_id = (await api.create_event(host, capacity=10))["id"]
+    first = await api.book(customer, [event_id], attendees=1, key="before")
+    assert first.status_code == 201, first.text
+    old = await api.runtime.gateway.state(event_id)
+    newer = await InventoryStore(api.runtime.writer, event_id).claim()
+    assert newer.epoch > old["epoch"]
+
+    order_id = order_id_for_key(customer["X-Account"], "after")
+    deadline = time.monotonic() + 30
+    while (again := await api.book(customer, [event_id], attendees=2, key="after")).status_code == 503:
+        assert again.headers["retry-after"]
+        assert again.headers["content-type"].startswith("application/problem+json")
+        snapshot = await store_rows(api, event_id)
+        assert [r.order_id for r in snapshot["bookings"]] == [first.json()["id"]], "a fenced batch wrote"
+        assert_counters_match_rows(snapshot)
+        assert time.monotonic() < deadline, again.text
+        await asyncio.sleep(0.1)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == order_id
+    state = await api.runtime.gateway.state(event_id)
+    assert state["pid"] != old["pid"], "the fenced incarnation kept serving the event"
+    assert state["epoch"] > newer.epoch
+    snapshot = await store_rows(api, event_id)
+    assert snapshot["event"].epoch == state["epoch"]
+    assert sorted(r.order_id for r in snapshot["bookings"]) == sorted([first.json()["id"], order_id])
+    assert_counters_match_rows(snapshot)
+    assert (state["sold"], state["held"]) == (snapshot["event"].sold, 0) == (3, 0)
