@@ -33,6 +33,7 @@ from reservation.domain.commands import (
 )
 
 MAX_QUANTITY = 1000
+SETTLED_WITHOUT_SEATS = frozenset({BookingStatus.RELEASED, BookingStatus.EXPIRED, BookingStatus.CANCELLED})
 
 
 @dataclass(slots=True)
@@ -213,6 +214,10 @@ class Inventory:
         if existing is not None:
             if existing.order_id != cmd.order_id or existing.quantity != cmd.quantity:
                 return Outcome(Code.CONFLICT, detail="booking id already used by another request")
+            if new is None and existing.status in SETTLED_WITHOUT_SEATS:
+                # A multi-event order retried after an attempt that gave its seats back
+                # (say, a 503 elsewhere): hold the same booking again if seats allow.
+                return self._hold_again(existing, cmd, now)
             return self._replay_booking(existing)
         if not 1 <= cmd.quantity <= MAX_QUANTITY:
             return self._reject(new, Code.INVALID, f"quantity must be between 1 and {MAX_QUANTITY}")
@@ -243,6 +248,18 @@ class Inventory:
         heapq.heappush(self._expiries, (booking.expires_at, booking.booking_id))
         if new is not None:
             self._memo(new, Code.OK, booking.booking_id, "")
+        return Outcome(Code.OK, self.view(booking))
+
+    def _hold_again(self, booking: Booking, cmd: Hold, now: float) -> Outcome:
+        if cmd.ttl_s <= 0:
+            return Outcome(Code.INVALID, detail="hold time must be positive")
+        if not self.on_sale:
+            return Outcome(Code.SALES_PAUSED, detail="sales for this event are paused")
+        if booking.quantity > self.available:
+            return Outcome(Code.SOLD_OUT, detail=f"{booking.quantity} seat(s) asked, {self.available} available")
+        self._move(booking, BookingStatus.HELD)
+        booking.expires_at = now + cmd.ttl_s
+        heapq.heappush(self._expiries, (booking.expires_at, booking.booking_id))
         return Outcome(Code.OK, self.view(booking))
 
     def _confirm(self, cmd: Confirm, now: float) -> Outcome:

@@ -276,8 +276,19 @@ class BatchTransaction:
         if effects.updated:
             # One statement per target status, not one per booking.
             by_status: dict[BookingStatus, list[str]] = defaultdict(list)
+            held_again = []
             for b in effects.updated:
-                by_status[b.status].append(b.booking_id)
+                if b.status is BookingStatus.HELD and b.expires_at is not None:
+                    held_again.append({"b_id": b.booking_id, "b_expires": to_dt(b.expires_at)})
+                else:
+                    by_status[b.status].append(b.booking_id)
+            if held_again:
+                await self.conn.execute(
+                    update(bookings)
+                    .where(bookings.c.id == bindparam("b_id"))
+                    .values(status=BookingStatus.HELD.value, expires_at=bindparam("b_expires"), updated_at=ts),
+                    held_again,
+                )
             for status, ids in by_status.items():
                 await self.conn.execute(
                     update(bookings)

@@ -200,3 +200,43 @@ async def test_failed_commit_answers_no_one_and_leaves_nothing(api: Api) -> None
     }
     state = await check_store(api, event_id, booked)
     assert state["sold"] == sum(len(names.get(k, ())) for k in keys) + 1 + 2
+
+
+async def test_multi_event_order_retried_after_a_failed_commit_books_once(api: Api) -> None:
+    """A 503 on one event of a multi-event order is retryable with the same key."""
+    host = await api.register("host")
+    customer = await api.register("customer")
+    first = await api.create_event(host, capacity=10, title="First")
+    second = await api.create_event(host, capacity=10, title="Second")
+    poison = "commit-fails-" + secrets.token_hex(4)
+    body = {
+        "items": [
+            {"event_id": first["id"], "attendees": [{"name": "Ann"}]},
+            {"event_id": second["id"], "attendees": [{"name": poison}]},
+        ]
+    }
+    headers = {**auth(customer), "Idempotency-Key": "multi-" + secrets.token_hex(4)}
+    async with failing_attendee(api.runtime.writer, poison):
+        failed = await api.client.post("/api/orders", json=body, headers=headers)
+        assert_unavailable(failed)
+    # The failed attempt gave its seats back and left the key open for a retry.
+    for event in (first, second):
+        state = await api.runtime.gateway.state(event["id"])
+        assert state["held"] == 0 and state["sold"] == 0, state
+    retried = await api.client.post("/api/orders", json=body, headers=headers)
+    assert retried.status_code == 201, retried.text
+    placed = retried.json()
+    assert placed["status"] == "confirmed"
+    assert sorted(i["event_id"] for i in placed["items"]) == sorted([first["id"], second["id"]])
+    replay = await api.client.post("/api/orders", json=body, headers=headers)
+    assert replay.status_code == 201 and replay.json() == placed
+    async with api.runtime.reader.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(bookings.c.event_id, bookings.c.status).where(bookings.c.order_id == placed["id"])
+            )
+        ).all()
+        found = await conn.execute(select(events.c.id, events.c.sold).where(events.c.id.in_([first["id"], second["id"]])))
+        sold = {event_id: count for event_id, count in found}
+    assert sorted(r.status for r in rows) == ["confirmed", "confirmed"]
+    assert sold == {first["id"]: 1, second["id"]: 1}
