@@ -266,6 +266,9 @@ class EventActor:
         if len(inv.bookings) > MEMORY_BOOKINGS:
             for booking_id in list(inv.bookings)[: len(inv.bookings) - MEMORY_BOOKINGS // 2]:
                 inv.forget(booking_id)
+        if len(inv.applied) > MEMORY_ORDERS:
+            for command_id in list(inv.applied)[: len(inv.applied) - MEMORY_ORDERS // 2]:
+                del inv.applied[command_id]
         if len(inv.orders) > MEMORY_ORDERS:
             for order_id in list(inv.orders)[: len(inv.orders) - MEMORY_ORDERS // 2]:
                 if inv.orders[order_id].committed:

@@ -15,7 +15,7 @@ Invariants kept after every command:
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reservation.domain.commands import (
     Attendee,
@@ -108,11 +108,14 @@ class Inventory:
         self.held = 0
         self.bookings: dict[str, Booking] = {}
         self.orders: dict[str, OrderMemo] = {}
+        # Outcomes of the non-hold commands applied by this incarnation, by command id.
+        self.applied: dict[str, Outcome] = {}
         self._expiries: list[tuple[float, str]] = []
         self._created: dict[str, Booking] = {}
         self._updated: dict[str, Booking] = {}
         self._new_orders: list[NewOrderEffect] = []
         self._uncommitted_memos: list[OrderMemo] = []
+        self._taken_memos: list[OrderMemo] = []
         self._counters_changed = False
         for booking in bookings or ():
             self.remember(booking)
@@ -178,18 +181,27 @@ class Inventory:
     # ------------------------------------------------------------- commands
 
     def apply(self, command: Command, now: float) -> Outcome:
-        """Apply one command at time ``now`` and answer it."""
+        """Apply one command at time ``now`` and answer it; a repeated command id is answered again."""
         if isinstance(command, Hold):
+            # Holds are recognised by their booking id (it survives restarts in the store).
             return self._hold(command, now)
+        if not isinstance(command, (Confirm, Release, Cancel, Configure)):
+            raise TypeError(f"unknown command {command!r}")
+        earlier = self.applied.get(command.command_id)
+        if earlier is not None:
+            # A late duplicate (say, of an undo sent before the booking was held again)
+            # must not act a second time.
+            return replace(earlier, replayed=True)
         if isinstance(command, Confirm):
-            return self._confirm(command, now)
-        if isinstance(command, Release):
-            return self._settle(command.booking_id, BookingStatus.RELEASED, now)
-        if isinstance(command, Cancel):
-            return self._settle(command.booking_id, BookingStatus.CANCELLED, now)
-        if isinstance(command, Configure):
-            return self._configure(command)
-        raise TypeError(f"unknown command {command!r}")
+            outcome = self._confirm(command, now)
+        elif isinstance(command, Release):
+            outcome = self._settle(command.booking_id, BookingStatus.RELEASED, now)
+        elif isinstance(command, Cancel):
+            outcome = self._settle(command.booking_id, BookingStatus.CANCELLED, now)
+        else:
+            outcome = self._configure(command)
+        self.applied[command.command_id] = outcome
+        return outcome
 
     def expire(self, now: float) -> int:
         """Release every hold whose expiry is at or before ``now``; return how many."""
@@ -390,10 +402,11 @@ class Inventory:
         self._updated = {}
         self._new_orders = []
         self._counters_changed = False
+        self._taken_memos, self._uncommitted_memos = self._uncommitted_memos, []
         return effects
 
     def mark_committed(self) -> None:
         """The effects taken last are durable: replays of their orders may now answer."""
-        for memo in self._uncommitted_memos:
+        for memo in self._taken_memos:
             memo.committed = True
-        self._uncommitted_memos = []
+        self._taken_memos = []

@@ -142,7 +142,7 @@ class OrderService:
             new_order=NewOrder(order_id, who.account_id, fingerprint, key),
         )
         held, confirmed = await self.rt.gateway.execute(
-            item.event_id, [hold, Confirm(f"confirm:{booking_id}", booking_id)]
+            item.event_id, [hold, Confirm(f"confirm:{booking_id}:{new_id()}", booking_id)]
         )
         if held.replayed or held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
             if held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
@@ -241,6 +241,9 @@ class OrderService:
         rt = self.rt
         ttl = rt.settings.hold_ttl_s
         ids = {i.event_id: booking_id_for(order_id, i.event_id) for i in body.items}
+        # Holds are recognised by booking id; the other commands of this attempt get ids
+        # of their own, so a late duplicate from an earlier attempt cannot act on this one.
+        attempt = new_id()
 
         async def run(event_id: str, command: Any) -> Outcome:
             try:
@@ -269,7 +272,7 @@ class OrderService:
         confirms: list[Outcome] = []
         if failed is None:
             confirms = await asyncio.gather(
-                *(run(i.event_id, Confirm(f"confirm:{ids[i.event_id]}", ids[i.event_id])) for i in body.items)
+                *(run(i.event_id, Confirm(f"confirm:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
             )
             failed = next(((i, o) for i, o in zip(body.items, confirms, strict=True) if not o.ok), None)
         if failed is not None:
@@ -277,7 +280,7 @@ class OrderService:
             # holds are released; after one, cancel covers held and confirmed alike.
             undo = Cancel if confirms else Release
             await asyncio.gather(
-                *(run(i.event_id, undo(f"undo:{ids[i.event_id]}", ids[i.event_id])) for i in body.items)
+                *(run(i.event_id, undo(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
             )
             item, outcome = failed
             error = _fail(outcome.code, outcome.detail, item.event_id)
@@ -303,7 +306,7 @@ class OrderService:
         currencies = {v.currency for _, v, _ in parts}
         if len(currencies) > 1:
             await asyncio.gather(
-                *(run(i.event_id, Cancel(f"undo:{ids[i.event_id]}", ids[i.event_id])) for i in body.items)
+                *(run(i.event_id, Cancel(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
             )
             error = InvalidRequest("all events of one order must be sold in the same currency")
             await order_records.finish_order(
@@ -340,6 +343,7 @@ class OrderService:
         if order is None or order["status"] == "rejected":
             raise NotFound("no such order")
         live = [b for b in order["items"] if b["status"] in LIVE]
+        attempt = new_id()
         now = datetime.now(UTC)
         for b in live:
             event = await catalog.get_event(rt.reader, b["event_id"])
@@ -353,7 +357,7 @@ class OrderService:
                     f"cancellations for event {b['event_id']} closed at {deadline.isoformat()}"
                 )
         outcomes = await asyncio.gather(
-            *(rt.gateway.execute(b["event_id"], [Cancel(f"cancel:{b['id']}", b["id"])]) for b in live)
+            *(rt.gateway.execute(b["event_id"], [Cancel(f"cancel:{b['id']}:{attempt}", b["id"])]) for b in live)
         )
         for b, (outcome,) in zip(live, outcomes, strict=True):
             if not outcome.ok:

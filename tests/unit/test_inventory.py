@@ -389,35 +389,125 @@ def test_replayed_hold_after_confirm_answers_confirmed_booking() -> None:
     assert counters(inv) == (3, 0)
 
 
-@pytest.mark.parametrize(
-    ("settle", "code"),
-    [(Release("r1", "b1"), Code.HOLD_EXPIRED), (Cancel("x1", "b1"), Code.CONFLICT)],
-)
-def test_replayed_hold_of_settled_booking_does_not_hold_again(
-    settle: Release | Cancel, code: Code
-) -> None:
-    inv = Inventory(EVENT, capacity=10)
-    command = hold("b1", 3)
-    assert inv.apply(command, now=0.0).ok
-    assert inv.apply(settle, now=1.0).ok
-
-    outcome = inv.apply(command, now=2.0)
-
-    assert outcome.code is code
-    assert outcome.replayed
-    assert counters(inv) == (0, 0)
+def give_back(inv: Inventory, how: str, booking_id: str, now: float) -> None:
+    """Settle a hold so that its seats return to sale."""
+    if how == "release":
+        assert inv.apply(Release(f"undo:{booking_id}", booking_id), now).ok
+    elif how == "cancel":
+        assert inv.apply(Confirm(f"confirm:{booking_id}", booking_id), now).ok
+        assert inv.apply(Cancel(f"undo:{booking_id}", booking_id), now).ok
+    else:
+        assert inv.expire(inv.bookings[booking_id].expires_at or now) == 1
 
 
-def test_replayed_hold_of_expired_booking_does_not_hold_again() -> None:
+@pytest.mark.parametrize("how", ["release", "cancel", "expire"])
+def test_plain_hold_retried_after_its_seats_were_given_back_holds_again_once(how: str) -> None:
+    """A multi-event order retried after a failed attempt holds the same booking id again."""
     inv = Inventory(EVENT, capacity=10)
     command = hold("b1", 3, ttl_s=5.0)
     assert inv.apply(command, now=0.0).ok
-    assert inv.expire(5.0) == 1
+    give_back(inv, how, "b1", now=1.0)
+    assert counters(inv) == (0, 0)
 
-    outcome = inv.apply(command, now=6.0)
+    again = inv.apply(command, now=10.0)
+    replay = inv.apply(command, now=11.0)
 
-    assert outcome.code is Code.HOLD_EXPIRED
+    assert again.code is Code.OK and not again.replayed
+    assert again.booking is not None
+    assert again.booking.status is BookingStatus.HELD
+    assert again.booking.expires_at == 15.0
+    assert replay.code is Code.OK and replay.replayed
+    assert counters(inv) == (0, 3)
+    assert inv.next_expiry() == 15.0
+    inv.check_invariants()
+
+
+def test_holding_again_respects_ttl_pause_and_availability() -> None:
+    inv = Inventory(EVENT, capacity=3)
+    command = hold("b1", 3)
+    assert inv.apply(command, now=0.0).ok
+    assert inv.apply(Release("r1", "b1"), now=0.0).ok
+
+    assert inv.apply(hold("b1", 3, ttl_s=0.0), now=1.0).code is Code.INVALID
+    assert inv.apply(Configure("c1", on_sale=False), now=1.0).ok
+    assert inv.apply(command, now=1.0).code is Code.SALES_PAUSED
+    assert inv.apply(Configure("c2", on_sale=True), now=1.0).ok
+    assert inv.apply(hold("b2", 1), now=1.0).ok
+    sold_out = inv.apply(command, now=1.0)
+
+    assert sold_out.code is Code.SOLD_OUT
+    assert sold_out.detail == "3 seat(s) asked, 2 available"
+    assert inv.bookings["b1"].status is BookingStatus.RELEASED
+    assert counters(inv) == (0, 1)
+
+
+def test_holding_again_is_an_update_with_the_new_expiry_and_ignores_the_old_one() -> None:
+    inv = Inventory(EVENT, capacity=10)
+    command = hold("b1", 2, ttl_s=10.0)
+    assert inv.apply(command, now=0.0).ok
+    assert inv.apply(Release("r1", "b1"), now=1.0).ok
+    inv.take_effects()
+
+    assert inv.apply(hold("b1", 2, ttl_s=100.0), now=2.0).ok
+    effects = inv.take_effects()
+
+    assert effects.created == []
+    assert [(b.booking_id, b.status, b.expires_at) for b in effects.updated] == [("b1", BookingStatus.HELD, 102.0)]
+    assert inv.expire(10.0) == 0  # the first hold's expiry no longer applies
+    assert inv.bookings["b1"].status is BookingStatus.HELD
+    assert inv.next_expiry() == 102.0
+    assert inv.expire(102.0) == 1
+    assert counters(inv) == (0, 0)
+
+
+def test_keyed_order_replay_does_not_hold_its_released_booking_again() -> None:
+    inv = Inventory(EVENT, capacity=10)
+    command = keyed_hold("key-1", 2)
+    assert inv.apply(command, now=0.0).ok
+    inv.take_effects()
+    inv.mark_committed()
+    assert inv.apply(Release("r1", command.booking_id), now=1.0).ok
+
+    outcome = inv.apply(command, now=2.0)
+
     assert outcome.replayed
+    assert outcome.booking is not None and outcome.booking.status is BookingStatus.RELEASED
+    assert counters(inv) == (0, 0)
+
+
+def test_late_duplicate_undo_does_not_cancel_a_booking_held_again() -> None:
+    """Attempt 1 of a multi-event order confirms b1, fails elsewhere and undoes b1.
+
+    Attempt 2 holds and confirms b1 again (its commands carry new ids). A delayed
+    duplicate of attempt 1's undo (same command id) is answered as a replay and
+    leaves attempt 2's booking alone.
+    """
+    inv = Inventory(EVENT, capacity=10)
+    command = hold("b1", 2)
+    assert inv.apply(command, now=0.0).ok
+    assert inv.apply(Confirm("confirm:b1:attempt-1", "b1"), now=0.0).ok
+    undo = Cancel("undo:b1:attempt-1", "b1")
+    assert inv.apply(undo, now=1.0).ok
+    assert inv.apply(command, now=2.0).ok  # attempt 2 holds the same booking again
+    again = inv.apply(Confirm("confirm:b1:attempt-2", "b1"), now=2.0)
+    assert again.ok and not again.replayed
+
+    duplicate = inv.apply(undo, now=3.0)
+
+    assert duplicate.replayed
+    assert inv.bookings["b1"].status is BookingStatus.CONFIRMED
+    assert counters(inv) == (2, 0)
+
+
+def test_repeated_command_id_is_answered_not_applied_again() -> None:
+    inv = Inventory(EVENT, capacity=10)
+    assert inv.apply(hold("b1", 2), now=0.0).ok
+    confirm = Confirm("confirm:b1:x", "b1")
+    first = inv.apply(confirm, now=0.0)
+    assert inv.apply(Cancel("cancel:b1:y", "b1"), now=1.0).ok
+    repeated = inv.apply(confirm, now=2.0)
+    assert repeated.replayed and repeated.code is first.code
+    assert inv.bookings["b1"].status is BookingStatus.CANCELLED
     assert counters(inv) == (0, 0)
 
 
@@ -665,6 +755,7 @@ def test_effects_report_changes_of_bookings_created_in_an_earlier_batch_as_updat
 
     assert effects.created == []
     assert [(b.booking_id, b.status) for b in effects.updated] == [("b1", BookingStatus.CANCELLED)]
+    assert inv.take_effects().empty  # reported once, not again in the next batch
 
 
 def test_effects_report_updates_of_held_bookings_loaded_through_the_constructor() -> None:
