@@ -48,7 +48,7 @@ MEMORY_BOOKINGS = 50_000
 MEMORY_ORDERS = 50_000
 
 
-@dataclass(slots=True)
+@dataclass
 class Reply:
     """Answers to one call, in the order of its commands, plus batch figures."""
 

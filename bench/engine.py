@@ -1,0 +1,162 @@
+"""Engine benchmark: bookings per second one event actor commits durably, no HTTP.
+
+Concurrent callers drive one ``EventActor`` directly through Ray. Batched, each call
+carries ``--call-size`` bookings (what the front ends' coalescing hands an actor under
+load) and the actor group-commits everything queued. Unbatched, every booking is its
+own call and its own transaction (the actor's batch is capped at one booking).
+
+    python -m bench.engine --database-url mysql+aiomysql://root@127.0.0.1:3306/bench --seconds 10 --batched --json
+
+It creates its own host and event in the given (migrated on the fly) database and
+prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from typing import Any
+
+import orjson
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _seed(url: str) -> tuple[str, str]:
+    from sqlalchemy import create_engine
+
+    from reservation.domain.ids import new_id
+    from reservation.store.db import migrate, sync_url
+    from reservation.store.inventory import to_dt
+    from reservation.store.schema import event_policies, events, users
+
+    migrate(url)
+    engine = create_engine(sync_url(url))
+    host, event = new_id(), new_id()
+    now = to_dt(time.time())
+    with engine.begin() as conn:
+        conn.execute(
+            users.insert(),
+            {"id": host, "name": "Bench host", "email": f"{host}@example.com", "password_hash": "-",
+             "role": "host", "created_at": now, "updated_at": now},
+        )
+        conn.execute(
+            events.insert(),
+            {"id": event, "host_id": host, "title": "Engine benchmark", "description": "", "venue": "-",
+             "starts_at": now, "ends_at": now, "capacity": 100_000_000, "oversell_capacity": 0,
+             "price_minor": 1000, "currency": "EUR", "status": "on_sale", "sold": 0, "held": 0, "epoch": 0,
+             "version": 0, "created_at": now, "updated_at": now},
+        )
+        conn.execute(
+            event_policies.insert(),
+            {"event_id": event, "cancellation_allowed": True, "cancel_deadline_hours": 0, "refund_percent": 100,
+             "updated_at": now},
+        )
+    engine.dispose()
+    return host, event
+
+
+async def _drive(actor: Any, host: str, seconds: float, callers: int, call_size: int) -> dict[str, Any]:
+    from reservation.domain.commands import Attendee, Confirm, Hold, NewOrder
+    from reservation.domain.ids import new_id
+
+    people = (Attendee("Bench"),)
+
+    def commands(n: int) -> list[Any]:
+        out: list[Any] = []
+        for _ in range(n):
+            order_id, booking_id = new_id(), new_id()
+            out.append(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
+                            NewOrder(order_id, host, "bench", None)))
+            out.append(Confirm("c" + booking_id, booking_id))
+        return out
+
+    booked = errors = 0
+    latencies: list[float] = []
+    batches: list[int] = []
+    stop = time.monotonic() + seconds
+
+    async def caller() -> None:
+        nonlocal booked, errors
+        while time.monotonic() < stop:
+            call = commands(call_size)
+            started = time.perf_counter()
+            reply = await actor.submit.remote(call)
+            latencies.append(time.perf_counter() - started)
+            batches.extend(reply.batch_sizes)
+            ok = sum(1 for o in reply.outcomes[1::2] if o.ok)
+            booked += ok
+            errors += call_size - ok
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    elapsed = time.perf_counter() - started
+    return {
+        "bookings_per_s": booked / elapsed,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p90_ms": _percentile(latencies, 0.90) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "errors": errors,
+        # Commands per group commit; a booking is two commands (hold and confirm).
+        "mean_batch": statistics.fmean(batches) / 2 if batches else 0.0,
+        "bookings": booked,
+        "seconds": elapsed,
+    }
+
+
+def run(url: str, *, seconds: float, batched: bool, callers: int, call_size: int, warmup: float) -> dict[str, Any]:
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+
+    from actors.gateway import RemoteEventActor
+
+    host, event = _seed(url)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        actor = RemoteEventActor.options(num_cpus=0, max_concurrency=100_000).remote(
+            event, url, max_batch=10_000 if batched else 2
+        )
+        ray.get(actor.state.remote())
+        size = call_size if batched else 1
+        width = callers if batched else max(callers, 32)
+        asyncio.run(_drive(actor, host, warmup, width, size))
+        result = asyncio.run(_drive(actor, host, seconds, width, size))
+        state = ray.get(actor.state.remote())
+        result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size,
+                      actor_sold=state["sold"], event_id=event)
+        return result
+    finally:
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--batched", dest="batched", action="store_true", default=True)
+    mode.add_argument("--unbatched", dest="batched", action="store_false")
+    parser.add_argument("--callers", type=int, default=4)
+    parser.add_argument("--call-size", type=int, default=500, help="bookings per call when batched")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result line")
+    args = parser.parse_args()
+    result = run(args.database_url, seconds=args.seconds, batched=args.batched, callers=args.callers,
+                 call_size=args.call_size, warmup=args.warmup)
+    if not args.json:
+        print(f"{result['mode']}: {result['bookings_per_s']:.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
+              f"mean batch {result['mean_batch']:.0f}", file=sys.stderr)
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
