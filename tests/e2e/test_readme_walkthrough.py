@@ -6,17 +6,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.live import ROOT, run_server
 
 
 def walkthrough() -> str:
@@ -36,50 +31,11 @@ def json_documents(text: str) -> list[dict[str, object]]:
     return docs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python server.py`` on its defaults (local Ray, SQLite), in a scratch data dir."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("live")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    log = (data / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir", str(data), "--workers", "2"],
-        cwd=data,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server.py did not become ready:\n" + (data / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.wait(10)
-    log.close()
+    with run_server(tmp_path_factory.mktemp("live")) as server:
+        yield server.base_url
 
 
 @pytest.mark.slow

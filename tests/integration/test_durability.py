@@ -236,7 +236,8 @@ async def test_multi_event_order_retried_after_a_failed_commit_books_once(api: A
                 select(bookings.c.event_id, bookings.c.status).where(bookings.c.order_id == placed["id"])
             )
         ).all()
-        found = await conn.execute(select(events.c.id, events.c.sold).where(events.c.id.in_([first["id"], second["id"]])))
+        both = [first["id"], second["id"]]
+        found = await conn.execute(select(events.c.id, events.c.sold).where(events.c.id.in_(both)))
         sold = {event_id: count for event_id, count in found}
     assert sorted(r.status for r in rows) == ["confirmed", "confirmed"]
     assert sold == {first["id"]: 1, second["id"]: 1}

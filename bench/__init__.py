@@ -1,0 +1,1 @@
+"""Benchmarks for the reservation server (see the README section "Benchmarks")."""
