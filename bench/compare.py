@@ -1,0 +1,1174 @@
+"""Side-by-side peak-load benchmark on this machine, in one run: ``python -m bench.compare``.
+
+It starts everything it measures, drives each HTTP target with the same load generator
+(wrk, with the Lua scripts in ``bench/wrk/``) for the same time after the same warm-up,
+and reports requests/s, p50/p90/p99 latency, errors and the CPU share wrk itself used:
+
+* floor: ``GET /healthz`` of our server (the HTTP stack's own ceiling);
+* ours: durable bookings on one hot event (``POST /api/orders``) on MariaDB and on SQLite;
+* ours, reads: ``GET /api/events`` and ``GET /api/events/{id}`` (MariaDB);
+* baseline: ``bench/baseline.py`` (FastAPI + aiomysql, one transaction per booking), same
+  request body, same tokens, same MariaDB server;
+* engine: ``python -m bench.engine`` (one event actor driven directly, no HTTP), batched
+  and unbatched; reported as missing if that module is absent or fails.
+
+After every booking phase it checks the store: seats taken never above capacity +
+oversell, the event's counters equal its booking rows, and the 201 answers wrk counted
+equal the confirmed booking rows created (and the sold delta). A failed check is printed
+loudly and the exit status is 1. Results go to ``bench/results/compare-<time>.json``
+and ``.png`` (or ``--out DIR``), and a Markdown table is printed.
+
+    python -m bench.compare [--seconds 20] [--warmup 5] [--connections 64] [--threads 2]
+                            [--workers 2] [--tiny] [--out DIR] [--mysql-url URL]
+
+Needs MariaDB/MySQL (``--mysql-url``, default ``$RESERVATION_TEST_MYSQL_URL`` or
+``mysql+aiomysql://root@127.0.0.1:3306``): it creates ``reservation_bench_<hex>*``
+databases there and drops them at the end. Needs ``wrk`` (installed with apt-get when
+running as root) and matplotlib (installed with pip when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import Engine, make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+WRK_DIR = ROOT / "bench" / "wrk"
+RESULTS_DIR = ROOT / "bench" / "results"
+MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
+DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306"
+HOT_CAPACITY = 10_000_000  # the schema's maximum: the hot event never sells out in a run
+HOT_OVERSELL = 1_000
+PASSWORD = "bench-password-1"
+TOKEN_TTL_S = 12 * 3600
+BENCH_JSON = "BENCH_JSON "
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    kind: str  # "floor", "booking", "read", "baseline", "engine"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("floor_healthz", "floor: GET /healthz", "floor"),
+    Target("ours_bookings_mariadb", "ours: POST /api/orders (MariaDB)", "booking"),
+    Target("ours_bookings_sqlite", "ours: POST /api/orders (SQLite)", "booking"),
+    Target("ours_reads_list", "ours: GET /api/events", "read"),
+    Target("ours_reads_detail", "ours: GET /api/events/{id}", "read"),
+    Target("baseline_bookings_mariadb", "baseline: FastAPI+aiomysql (MariaDB)", "baseline"),
+    Target("engine_batched", "engine: actor, batched (MariaDB, no HTTP)", "engine"),
+    Target("engine_unbatched", "engine: actor, unbatched (MariaDB, no HTTP)", "engine"),
+)
+BY_KEY = {t.key: t for t in TARGETS}
+
+
+class BenchError(Exception):
+    """The benchmark could not run (a target did not start, wrk failed...)."""
+
+
+_T0 = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
+
+
+# ------------------------------------------------------------------ options
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float
+    warmup: float
+    connections: int
+    threads: int
+    workers: int
+    accounts: int
+    extra_events: int
+    max_drain: float
+    tiny: bool
+    out: Path
+    mysql_url: str
+    keep: bool
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compare",
+        description="Peak-load benchmark: floor, ours (MariaDB, SQLite, reads), baseline and engine, side by side.",
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured load per target (default 20)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up load per target before it (default 5)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers of ours and the baseline (default 2)")
+    parser.add_argument("--accounts", type=int, help="customer accounts the bookings rotate over (default 1000)")
+    parser.add_argument("--max-drain", type=float, default=10.0, help="longest wait for answers after the load")
+    parser.add_argument("--tiny", action="store_true", help="a quick check: 2 s per target, 1 s warm-up, 8 connections")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where the JSON and PNG go (bench/results)")
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get(MYSQL_ENV) or DEFAULT_MYSQL,
+        help=f"MariaDB/MySQL server (no database), default ${MYSQL_ENV} or {DEFAULT_MYSQL}",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, SQLite store)")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.seconds, args.warmup, args.connections = 2.0, 1.0, min(args.connections, 8)
+        args.max_drain = min(args.max_drain, 5.0)
+    accounts = args.accounts or (200 if args.tiny else 1000)
+    if args.seconds <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1 or args.workers < 1:
+        parser.error("--seconds must be > 0, --warmup >= 0, --connections, --threads, --workers >= 1")
+    if args.threads > args.connections:
+        parser.error("--threads cannot exceed --connections (wrk gives every thread its connections)")
+    if make_url(args.mysql_url).get_backend_name() not in ("mysql", "mariadb"):
+        parser.error("--mysql-url must be a mysql+aiomysql:// URL")
+    return Options(
+        seconds=args.seconds,
+        warmup=args.warmup,
+        connections=args.connections,
+        threads=args.threads,
+        workers=args.workers,
+        accounts=accounts,
+        extra_events=5 if args.tiny else 20,
+        max_drain=args.max_drain,
+        tiny=args.tiny,
+        out=args.out,
+        mysql_url=args.mysql_url,
+        keep=args.keep,
+    )
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, session, ..., utime at [11])."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def family(leader: int) -> dict[int, int]:
+    """pid -> start time of every process in ``leader``'s session or descending from it."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _proc_stat(int(entry))) is not None:
+            stats[int(entry)] = fields
+            parents[int(fields[1])].append(int(entry))
+    members = {pid for pid, fields in stats.items() if int(fields[3]) == leader}
+    members.add(leader)
+    todo = list(members)
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in members:
+                members.add(child)
+                todo.append(child)
+    return {pid: int(stats[pid][19]) for pid in members if pid in stats}
+
+
+def _signal_known(pids: dict[int, int], sig: signal.Signals) -> int:
+    """Send ``sig`` to those of ``pids`` still alive and still the same process; count them."""
+    alive = 0
+    for pid, started in pids.items():
+        if _start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+                alive += 1
+    return alive
+
+
+@dataclass
+class Started:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes] | None
+
+
+class Processes:
+    """Everything the benchmark starts, each in a session of its own; stopped by process id.
+
+    Stopping sends SIGTERM to the process started (uvicorn stops its workers, a Ray
+    driver its Ray processes), escalates to SIGKILL on its process group, then ends
+    whatever is left of its family: Ray puts its workers in process groups of their own,
+    but they stay in the session and below the process started.
+    """
+
+    def __init__(self) -> None:
+        self.started: list[Started] = []
+        self.stopping: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(
+        self, name: str, argv: list[str], *, env: dict[str, str], cwd: Path, log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        log = log_path.open("wb")
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError:
+            log.close()
+            raise
+        with self._lock:
+            self.started.append(Started(name, proc, log))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+        with self._lock:
+            entry = next((s for s in self.started if s.proc is proc), None)
+            if entry is None:
+                return  # already stopped
+            self.started.remove(entry)
+        try:
+            members = family(proc.pid)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(grace_s)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            members.update(family(proc.pid))  # what its session started meanwhile
+            members.pop(proc.pid, None)
+            if _signal_known(members, signal.SIGTERM):
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline and any(_start_time(p) == t for p, t in members.items()):
+                    time.sleep(0.1)
+                _signal_known(members, signal.SIGKILL)
+        finally:
+            if entry.log is not None:
+                entry.log.close()
+
+    def stop_later(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop in the background (while the next target starts); ``settle`` waits for it."""
+
+        def run() -> None:
+            try:
+                self.stop(proc)
+            except Exception as exc:
+                print(f"could not stop pid {proc.pid}: {exc}", file=sys.stderr)
+
+        thread = threading.Thread(target=run, name=f"stop {proc.pid}")
+        thread.start()
+        self.stopping.append(thread)
+
+    def settle(self) -> None:
+        """Wait until everything being stopped has stopped (before measuring anything)."""
+        for thread in self.stopping:
+            thread.join()
+        self.stopping.clear()
+
+    def stop_all(self) -> None:
+        self.settle()
+        for entry in reversed(list(self.started)):
+            try:
+                self.stop(entry.proc, grace_s=10.0)
+            except Exception as exc:  # keep stopping the others
+                print(f"could not stop {entry.name} (pid {entry.proc.pid}): {exc}", file=sys.stderr)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without Ray/reservation settings (each target gets its own)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RAY_", "RESERVATION_")) and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def log_tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        if proc.poll() is not None:
+            raise BenchError(f"{url} did not come up (exit {proc.returncode}):\n{log_tail(log_path)}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"{url} not ready after {timeout_s:.0f} s:\n{log_tail(log_path)}")
+        time.sleep(0.3)
+
+
+# -------------------------------------------------------------------- set-up
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit(
+            "bench.compare needs wrk on PATH. On Debian/Ubuntu: sudo apt-get install -y wrk "
+            "(run as root and bench.compare installs it itself)."
+        )
+    progress("wrk is missing: apt-get install -y wrk")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    result = subprocess.run(install, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True)
+        result = subprocess.run(install, env=env, capture_output=True, text=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit(f"could not install wrk with apt-get:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return found
+
+
+def ensure_matplotlib() -> None:
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        progress("matplotlib is missing: pip install matplotlib")
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"could not install matplotlib:\n{result.stdout[-2000:]}{result.stderr[-2000:]}") from None
+        importlib.invalidate_caches()
+        importlib.import_module("matplotlib")
+
+
+def wrk_version(wrk: str) -> str:
+    result = subprocess.run([wrk, "-v"], capture_output=True, text=True)
+    return (result.stdout or result.stderr).splitlines()[0].strip() if (result.stdout or result.stderr) else "?"
+
+
+# ----------------------------------------------------------------- databases
+
+
+class MariaDB:
+    """The MariaDB server: creates this run's databases and drops them at the end."""
+
+    def __init__(self, server_url: str, prefix: str) -> None:
+        from reservation.store.db import sync_url
+
+        self.server_url = server_url
+        self.prefix = prefix
+        self.admin = create_engine(sync_url(server_url), pool_pre_ping=True)
+        self.created: list[str] = []
+        try:
+            with self.admin.connect() as conn:
+                self.version = str(conn.execute(text("SELECT VERSION()")).scalar())
+        except Exception as exc:
+            self.admin.dispose()
+            raise SystemExit(f"MariaDB/MySQL at {server_url} is not reachable ({exc}); see --mysql-url") from None
+
+    def create(self, suffix: str = "") -> str:
+        name = self.prefix + suffix
+        with self.admin.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}`"))
+        self.created.append(name)
+        return make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            try:
+                with self.admin.begin() as conn:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            except Exception as exc:
+                print(f"could not drop database {name}: {exc}", file=sys.stderr)
+        self.created.clear()
+        self.admin.dispose()
+
+
+@dataclass(frozen=True)
+class Accounts:
+    host_id: str
+    host_token: str
+    customer_ids: list[str]
+    tokens: list[str]
+
+
+def make_accounts(count: int, secret: str) -> Accounts:
+    from reservation.auth import Principal, Role, issue_token
+    from reservation.domain.ids import new_id
+
+    host_id = new_id()
+    ids = [new_id() for _ in range(count)]
+    return Accounts(
+        host_id=host_id,
+        host_token=issue_token(Principal(host_id, Role.HOST), secret, TOKEN_TTL_S),
+        customer_ids=ids,
+        tokens=[issue_token(Principal(i, Role.CUSTOMER), secret, TOKEN_TTL_S) for i in ids],
+    )
+
+
+def seed_store(url: str, accounts: Accounts, run_id: str) -> None:
+    """Migrate ``url`` and insert the host and the customers (one shared password hash)."""
+    from reservation.auth import hash_password
+    from reservation.store.db import migrate, sync_url
+    from reservation.store.schema import users
+
+    migrate(url)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    password_hash = hash_password(PASSWORD)
+    rows = [
+        {
+            "id": accounts.host_id,
+            "name": "Bench Host",
+            "email": f"bench-host-{run_id}@example.com",
+            "password_hash": password_hash,
+            "role": "host",
+            "created_at": now,
+            "updated_at": now,
+        }
+    ]
+    rows += [
+        {
+            "id": account_id,
+            "name": f"Bench Customer {n}",
+            "email": f"bench-{n}-{run_id}@example.com",
+            "password_hash": password_hash,
+            "role": "customer",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n, account_id in enumerate(accounts.customer_ids)
+    ]
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(users.insert(), rows)
+    finally:
+        engine.dispose()
+
+
+def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"{method} {url} answered {exc.code}: {exc.read()[:500]!r}") from None
+
+
+def create_events(base: str, host_token: str, extra: int) -> str:
+    """The hot event (never sells out in a run) and a few others to list; returns the hot id."""
+
+    def event(title: str, day: int, capacity: int, oversell: int) -> dict[str, Any]:
+        return {
+            "title": title,
+            "description": "Created by bench.compare",
+            "venue": "Bench Hall",
+            "starts_at": f"2031-01-{day:02d}T20:00:00Z",
+            "ends_at": f"2031-01-{day:02d}T23:00:00Z",
+            "capacity": capacity,
+            "oversell_capacity": oversell,
+            "price": {"amount": 2500, "currency": "EUR"},
+        }
+
+    hot = http_json("POST", f"{base}/api/events", event("Hot on-sale", 1, HOT_CAPACITY, HOT_OVERSELL), host_token)
+    for n in range(extra):
+        http_json("POST", f"{base}/api/events", event(f"Bench event {n}", 2 + n % 27, 500, 10), host_token)
+    return str(hot["id"])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    capacity: int
+    oversell: int
+    sold: int
+    held: int
+    confirmed_rows: int
+    confirmed_qty: int
+    held_qty: int
+
+
+def our_snapshot(engine: Engine, event_id: str) -> Snapshot:
+    from reservation.store.schema import bookings, events
+
+    with engine.connect() as conn:
+        ev = conn.execute(
+            select(events.c.capacity, events.c.oversell_capacity, events.c.sold, events.c.held).where(
+                events.c.id == event_id
+            )
+        ).one()
+        by_status = {
+            str(status): (int(count), int(qty))
+            for status, count, qty in conn.execute(
+                select(bookings.c.status, func.count(), func.coalesce(func.sum(bookings.c.quantity), 0))
+                .where(bookings.c.event_id == event_id)
+                .group_by(bookings.c.status)
+            ).all()
+        }
+    confirmed = by_status.get("confirmed", (0, 0))
+    return Snapshot(
+        capacity=int(ev.capacity),
+        oversell=int(ev.oversell_capacity),
+        sold=int(ev.sold),
+        held=int(ev.held),
+        confirmed_rows=confirmed[0],
+        confirmed_qty=confirmed[1],
+        held_qty=by_status.get("held", (0, 0))[1],
+    )
+
+
+def baseline_snapshot(engine: Engine, event_id: str) -> Snapshot:
+    with engine.connect() as conn:
+        capacity, oversell, sold = conn.execute(
+            text("SELECT capacity, oversell_capacity, sold FROM events WHERE id = :id"), {"id": event_id}
+        ).one()
+        rows, qty = conn.execute(
+            text("SELECT COUNT(*), COALESCE(SUM(quantity), 0) FROM bookings WHERE event_id = :id"), {"id": event_id}
+        ).one()
+    # Every baseline booking row is a confirmed booking; it has no holds.
+    return Snapshot(int(capacity), int(oversell), int(sold), 0, int(rows), int(qty), 0)
+
+
+# ----------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkRun:
+    report: dict[str, Any]
+    seconds: float
+    cpu_s: float
+    wall_s: float
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[11]) + int(fields[12]) if fields else None
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+class Bench:
+    """One run: options, the started processes, the load generator and the findings."""
+
+    def __init__(self, opts: Options, wrk: str, procs: Processes, work: Path) -> None:
+        self.opts = opts
+        self.wrk = wrk
+        self.procs = procs
+        self.work = work
+        self.run_id = secrets.token_hex(4)
+        self.secret = secrets.token_urlsafe(48)
+        self.rows: dict[str, dict[str, Any] | None] = {t.key: None for t in TARGETS}
+        self.missing: dict[str, str] = {}
+        self.checks: list[dict[str, Any]] = []
+        self.problems: list[str] = []
+        self.tokens_file = work / "tokens.txt"
+        self.clock_tick = os.sysconf("SC_CLK_TCK")
+
+    # -- the load generator
+
+    def run_wrk(self, name: str, script: str, url: str, seconds: float, args: list[str]) -> WrkRun:
+        """Load ``url`` for ``seconds``, let the requests in flight finish, return wrk's report."""
+        opts = self.opts
+        limit = seconds + opts.max_drain
+        argv = [
+            self.wrk,
+            "-t", str(opts.threads),
+            "-c", str(opts.connections),
+            "-d", f"{math.ceil(limit)}s",
+            "--timeout", f"{math.ceil(opts.max_drain + 5)}s",
+            "-s", str(WRK_DIR / script),
+            url,
+            "--",
+            f"seconds={seconds}",
+            *args,
+        ]  # fmt: skip
+        log_path = self.work / f"wrk-{name}.log"
+        started = time.monotonic()
+        proc = self.procs.start(f"wrk {name}", argv, env=clean_env(), cwd=self.work, log_path=log_path)
+        try:
+            ticks0 = _cpu_ticks(proc.pid) or 0
+            # CPU over the load phase: its start to its end (the drain is idle).
+            end_of_load = started + seconds
+            while (left := end_of_load - time.monotonic()) > 0 and proc.poll() is None:
+                time.sleep(min(left, 0.2))
+            ticks1 = _cpu_ticks(proc.pid)
+            wall = time.monotonic() - started
+            # Every wrk thread stops itself once its last request is answered; then only
+            # wrk's main thread (sleeping out -d) is left: interrupt it so it reports now.
+            deadline = started + limit + 10
+            while proc.poll() is None and time.monotonic() < deadline:
+                if _threads(proc.pid) == 1:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGINT)
+                    break
+                time.sleep(0.05)
+            try:
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"wrk did not finish:\n{log_tail(log_path)}") from None
+        finally:
+            self.procs.stop(proc, grace_s=2)
+        output = log_path.read_text(errors="replace")
+        line = next((ln for ln in reversed(output.splitlines()) if ln.startswith(BENCH_JSON)), None)
+        if line is None:
+            raise BenchError(f"wrk gave no report for {name} (exit {proc.returncode}):\n{output[-3000:]}")
+        report: dict[str, Any] = json.loads(line[len(BENCH_JSON) :])
+        if ticks1 is None:  # wrk ended before the load phase did: use what it ran
+            ticks1 = ticks0
+        return WrkRun(report, seconds, (ticks1 - ticks0) / self.clock_tick, wall)
+
+    def row(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None) -> dict[str, Any]:
+        rep = run.report
+        statuses = {str(k): int(v) for k, v in (rep.get("statuses") or {}).items()}
+        ok = sum(n for code, n in statuses.items() if 200 <= int(code) < 300)
+        sold_out = statuses.get("409", 0) if target.kind in ("booking", "baseline") else 0
+        bad_status = sum(n for code, n in statuses.items() if not 200 <= int(code) < 300) - sold_out
+        socket_errors = {k: int(rep["errors"][k]) for k in ("connect", "read", "write", "timeout")}
+        pct = rep["latency_ms"]["percentiles"]
+        cpu_core = 100.0 * run.cpu_s / run.wall_s if run.wall_s > 0 else 0.0
+        return {
+            "target": target.key,
+            "label": target.label,
+            "kind": target.kind,
+            "url": url,
+            "seconds": run.seconds,
+            "requests": int(rep["requests"]),
+            "requests_per_s": int(rep["requests"]) / run.seconds,
+            "ok": ok,
+            "ok_per_s": ok / run.seconds,
+            "p50_ms": pct["50"],
+            "p90_ms": pct["90"],
+            "p99_ms": pct["99"],
+            "max_ms": rep["latency_ms"]["max"],
+            "errors": bad_status + sum(socket_errors.values()),
+            "sold_out_409": sold_out,
+            "status_counts": statuses,
+            "socket_errors": socket_errors,
+            "unanswered": int(rep["sent"]) - int(rep["answered"]),
+            "load_generator": {
+                "cpu_s": run.cpu_s,
+                "wall_s": run.wall_s,
+                "pct_of_core": cpu_core,
+                "pct_of_machine": cpu_core / (os.cpu_count() or 1),
+            },
+            "warmup": None
+            if warm is None
+            else {
+                "seconds": warm.seconds,
+                "requests": int(warm.report["requests"]),
+                "statuses": warm.report["statuses"],
+            },
+        }
+
+    def quiet(self) -> None:
+        """Nothing else of ours may run while a target is measured."""
+        if self.procs.stopping:
+            progress("waiting for the previous target to stop")
+            self.procs.settle()
+
+    def measure_get(self, target: Target, base: str, path: str) -> None:
+        self.quiet()
+        url = base + path
+        warm = None
+        if self.opts.warmup > 0:
+            progress(f"{target.label}: warm-up {self.opts.warmup:g} s")
+            warm = self.run_wrk(f"{target.key}-warm", "get.lua", url, self.opts.warmup, [f"path={path}"])
+        progress(f"{target.label}: {self.opts.seconds:g} s, {self.opts.connections} connections")
+        run = self.run_wrk(target.key, "get.lua", url, self.opts.seconds, [f"path={path}"])
+        self.record(target, url, run, warm)
+
+    def measure_bookings(self, target: Target, base: str, event_id: str, snapshot: Callable[[], Snapshot]) -> None:
+        self.quiet()
+        url = base + "/api/orders"
+        phases: list[tuple[str, float]] = [("warm-up", self.opts.warmup)] if self.opts.warmup > 0 else []
+        phases.append(("run", self.opts.seconds))
+        before = snapshot()
+        runs: dict[str, WrkRun] = {}
+        for phase, seconds in phases:
+            progress(f"{target.label}: {phase} {seconds:g} s, {self.opts.connections} connections")
+            args = [
+                f"tokens={self.tokens_file}",
+                f"event={event_id}",
+                f"prefix={self.run_id}-{target.key}-{phase}",
+                f"threads={self.opts.threads}",
+                "path=/api/orders",
+            ]
+            run = self.run_wrk(f"{target.key}-{phase}", "booking.lua", url, seconds, args)
+            after = snapshot()
+            self.check(target, phase, before, after, run.report)
+            runs[phase] = run
+            before = after
+        self.record(target, url, runs["run"], runs.get("warm-up"))
+
+    def record(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None) -> None:
+        row = self.row(target, url, run, warm)
+        self.rows[target.key] = row
+        if row["ok"] == 0:
+            self.problems.append(f"{target.key}: no successful response in the run ({row['status_counts']})")
+        lg = row["load_generator"]
+        progress(
+            f"  {row['requests_per_s']:,.0f} req/s, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, "
+            f"errors {row['errors']}, wrk CPU {lg['pct_of_core']:.0f}% of a core"
+        )
+
+    # -- correctness
+
+    def check(self, target: Target, phase: str, before: Snapshot, after: Snapshot, report: dict[str, Any]) -> None:
+        created = int((report.get("statuses") or {}).get("201", 0))
+        unanswered = int(report["sent"]) - int(report["answered"])
+        limit = after.capacity + after.oversell
+        rows = after.confirmed_rows - before.confirmed_rows
+        sold = after.sold - before.sold
+        found: list[tuple[str, bool, str]] = [
+            (
+                "seats taken within capacity + oversell",
+                after.sold + after.held <= limit,
+                f"sold {after.sold} + held {after.held} <= {after.capacity} + {after.oversell}",
+            ),
+            (
+                "counters equal booking rows",
+                after.sold == after.confirmed_qty and after.held == after.held_qty,
+                f"sold {after.sold} = confirmed quantity {after.confirmed_qty}, "
+                f"held {after.held} = held quantity {after.held_qty}",
+            ),
+        ]
+        if unanswered == 0:
+            found.append(
+                (
+                    "every 201 is in the store",
+                    created == rows == sold,
+                    f"201 answers {created} = new confirmed rows {rows} = sold delta {sold}",
+                )
+            )
+        else:
+            # Requests wrk sent but never saw answered may have been booked: bound, not equality.
+            found.append(
+                (
+                    "every 201 is in the store",
+                    rows == sold and created <= rows <= created + unanswered,
+                    f"201 answers {created} <= new confirmed rows {rows} = sold delta {sold} "
+                    f"<= 201 answers + {unanswered} unanswered",
+                )
+            )
+        for name, passed, detail in found:
+            self.checks.append({"target": target.key, "phase": phase, "check": name, "pass": passed, "detail": detail})
+            if not passed:
+                progress(f"  CORRECTNESS FAILURE {target.key} ({phase}): {name}: {detail}")
+
+    # -- targets
+
+    def write_tokens(self, accounts: Accounts) -> None:
+        self.tokens_file.write_text("\n".join(accounts.tokens) + "\n")
+
+    def start_ours(self, name: str, data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        argv = [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--workers", str(self.opts.workers)]
+        argv += ["--data-dir", str(data_dir)]
+        if database_url:
+            argv += ["--database-url", database_url]
+        log_path = self.work / f"{name}.log"
+        progress(f"starting ours ({name}): server.py --workers {self.opts.workers} on port {port}")
+        proc = self.procs.start(
+            name, argv, env=clean_env(RESERVATION_SECRET_KEY=self.secret), cwd=data_dir, log_path=log_path
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base + "/readyz", proc, log_path)
+        return proc, base
+
+    def ours(self, store: str, url: str, accounts: Accounts, *, with_reads: bool) -> None:
+        from reservation.store.db import sync_url
+
+        data_dir = self.work / f"ours-{store}"
+        data_dir.mkdir()
+        progress(f"seeding ours ({store}): 1 host, {len(accounts.tokens)} customers")
+        seed_store(url, accounts, self.run_id)
+        proc, base = self.start_ours(f"ours-{store}", data_dir, None if store == "sqlite" else url)
+        engine = create_engine(sync_url(url))
+        try:
+            hot = create_events(base, accounts.host_token, self.opts.extra_events)
+            progress(f"hot event {hot}: capacity {HOT_CAPACITY:,} + oversell {HOT_OVERSELL:,}")
+            if with_reads:
+                self.measure_get(BY_KEY["floor_healthz"], base, "/healthz")
+                self.measure_get(BY_KEY["ours_reads_list"], base, "/api/events?page_size=20")
+                self.measure_get(BY_KEY["ours_reads_detail"], base, f"/api/events/{hot}")
+            self.measure_bookings(BY_KEY[f"ours_bookings_{store}"], base, hot, lambda: our_snapshot(engine, hot))
+        finally:
+            engine.dispose()
+            progress(f"stopping ours ({store}) in the background")
+            self.procs.stop_later(proc)
+
+    def baseline(self, url: str) -> None:
+        from reservation.domain.ids import new_id
+        from reservation.store.db import sync_url
+
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--database-url", url]
+        argv += ["--workers", str(self.opts.workers)]
+        log_path = self.work / "baseline.log"
+        progress(f"starting baseline: bench.baseline --workers {self.opts.workers} on port {port}")
+        proc = self.procs.start(
+            "baseline", argv, env=clean_env(RESERVATION_SECRET_KEY=self.secret), cwd=ROOT, log_path=log_path
+        )
+        engine = create_engine(sync_url(url))
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base + "/healthz", proc, log_path, timeout_s=60)
+            hot = new_id()
+            with engine.begin() as conn:
+                conn.execute(
+                    text("INSERT INTO events (id, capacity, oversell_capacity, sold) VALUES (:id, :c, :o, 0)"),
+                    {"id": hot, "c": HOT_CAPACITY, "o": HOT_OVERSELL},
+                )
+            self.measure_bookings(
+                BY_KEY["baseline_bookings_mariadb"], base, hot, lambda: baseline_snapshot(engine, hot)
+            )
+        finally:
+            engine.dispose()
+            progress("stopping baseline in the background")
+            self.procs.stop_later(proc)
+
+    def engine(self, target: Target, mode: str, dbs: MariaDB) -> None:
+        """``python -m bench.engine`` in a subprocess, on a database of its own."""
+        if not (ROOT / "bench" / "engine.py").exists():
+            self.missing[target.key] = "bench/engine.py is absent"
+            progress(f"{target.label}: missing (bench/engine.py is absent)")
+            return
+        url = dbs.create(f"_engine_{mode}")
+        self.quiet()
+        seconds = self.opts.seconds
+        argv = [sys.executable, "-m", "bench.engine", "--database-url", url, "--seconds", f"{seconds:g}"]
+        argv += [f"--{mode}", "--json"]
+        log_path = self.work / f"engine-{mode}.log"
+        progress(f"{target.label}: python -m bench.engine --{mode} --seconds {seconds:g}")
+        started = time.monotonic()
+        proc = self.procs.start(f"engine {mode}", argv, env=clean_env(), cwd=ROOT, log_path=log_path)
+        try:
+            proc.wait(timeout=seconds + 240)
+        except subprocess.TimeoutExpired:
+            self.missing[target.key] = "bench.engine did not finish in time"
+        finally:
+            self.procs.stop(proc, grace_s=10)
+        wall = time.monotonic() - started
+        if target.key in self.missing:
+            progress(f"  missing: {self.missing[target.key]}")
+            return
+        output = log_path.read_text(errors="replace")
+        lines = [ln for ln in output.splitlines() if ln.strip()]
+        try:
+            if proc.returncode != 0:
+                raise ValueError(f"exit status {proc.returncode}")
+            result = json.loads(lines[-1]) if lines else None
+            if not isinstance(result, dict):
+                raise ValueError("no JSON object on its last line")
+            keys = ("bookings_per_s", "p50_ms", "p90_ms", "p99_ms", "errors", "mean_batch")
+            absent = [k for k in keys if k not in result]
+            if absent:
+                raise ValueError(f"its JSON lacks {', '.join(absent)}")
+        except ValueError as exc:
+            self.missing[target.key] = f"bench.engine failed: {exc}: {output[-1500:]}"
+            progress(f"  missing: bench.engine failed ({exc}); its output is in the JSON")
+            return
+        self.rows[target.key] = {
+            "target": target.key,
+            "label": target.label,
+            "kind": target.kind,
+            "seconds": seconds,
+            "requests_per_s": float(result["bookings_per_s"]),
+            "bookings_per_s": float(result["bookings_per_s"]),
+            "p50_ms": float(result["p50_ms"]),
+            "p90_ms": float(result["p90_ms"]),
+            "p99_ms": float(result["p99_ms"]),
+            "errors": int(result["errors"]),
+            "mean_batch": float(result["mean_batch"]),
+            "load_generator": None,
+            "wall_s": wall,
+            "engine": result,
+        }
+        progress(
+            f"  {result['bookings_per_s']:,.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
+            f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}"
+        )
+
+    def run(self, dbs: MariaDB) -> None:
+        accounts = make_accounts(self.opts.accounts, self.secret)
+        self.write_tokens(accounts)
+        self.ours("mariadb", dbs.create(), accounts, with_reads=True)
+        sqlite_url = f"sqlite+aiosqlite:///{self.work / 'ours-sqlite' / 'reservation.db'}"
+        self.ours("sqlite", sqlite_url, accounts, with_reads=False)
+        self.baseline(dbs.create("_baseline"))
+        for mode in ("batched", "unbatched"):
+            self.engine(BY_KEY[f"engine_{mode}"], mode, dbs)
+
+
+# -------------------------------------------------------------------- report
+
+
+def ratios(rows: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, float | None]]:
+    def rate(key: str) -> float | None:
+        row = rows.get(key)
+        return float(row["requests_per_s"]) if row and row["requests_per_s"] > 0 else None
+
+    baseline, floor = rate("baseline_bookings_mariadb"), rate("floor_healthz")
+    out: dict[str, dict[str, float | None]] = {}
+    for target in TARGETS:
+        mine = rate(target.key)
+        vs_baseline = vs_floor = None
+        if mine is not None and target.kind in ("booking", "engine") and baseline:
+            vs_baseline = mine / baseline
+        if mine is not None and target.kind in ("booking", "read", "baseline") and floor:
+            vs_floor = mine / floor
+        out[target.key] = {"vs_baseline": vs_baseline, "vs_floor": vs_floor}
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    def num(value: float | None, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    cores = os.cpu_count() or 1
+    lines = [
+        "| target | req/s | p50 ms | p90 ms | p99 ms | errors | 409 | wrk CPU (core / machine) "
+        "| ours/baseline | /floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for target in TARGETS:
+        row = result["targets"][target.key]
+        ratio = result["ratios"][target.key]
+        if row is None:
+            reason = result["missing"].get(target.key, "not run")
+            lines.append(f"| {target.label} | missing: {reason[:60]} | | | | | | | | |")
+            continue
+        lg = row.get("load_generator")
+        cpu = "n/a (in-process)" if lg is None else f"{lg['pct_of_core']:.0f}% / {lg['pct_of_machine']:.0f}%"
+        vs_b = "–" if ratio["vs_baseline"] is None else f"{ratio['vs_baseline']:.2f}×"
+        vs_f = "–" if ratio["vs_floor"] is None else f"{ratio['vs_floor']:.2f}×"
+        lines.append(
+            f"| {target.label} | {row['requests_per_s']:,.0f} | {num(row['p50_ms'], '.1f')} "
+            f"| {num(row['p90_ms'], '.1f')} | {num(row['p99_ms'], '.1f')} | {row['errors']} "
+            f"| {row.get('sold_out_409', '–')} | {cpu} | {vs_b} | {vs_f} |"
+        )
+    lines.append("")
+    lines.append(
+        f"{result['config']['seconds']:g} s per target after {result['config']['warmup']:g} s warm-up, "
+        f"{result['config']['connections']} connections, {result['config']['threads']} wrk threads, "
+        f"{result['config']['workers']} workers; {cores} cores shared by server, database and wrk."
+    )
+    checks = result["correctness"]["checks"]
+    failed = sum(not c["pass"] for c in checks)
+    lines.append(
+        f"Correctness: {len(checks) - failed}/{len(checks)} checks passed"
+        + ("." if not failed else f" – {failed} FAILED (see correctness.checks in the JSON).")
+    )
+    return "\n".join(lines)
+
+
+def draw_chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda value, _pos: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+
+    shown = [(t, result["targets"][t.key]) for t in TARGETS if result["targets"][t.key] is not None]
+    labels = [t.label for t, _ in shown]
+    colours = {"floor": "#999999", "booking": "#1f77b4", "read": "#17becf", "baseline": "#d62728", "engine": "#2ca02c"}
+    fig, (ax_rate, ax_lat) = plt.subplots(1, 2, figsize=(15, 1.0 + 0.6 * max(len(shown), 1)), sharey=True)
+    ys = list(range(len(shown)))
+    rates = [max(float(r["requests_per_s"]), 1e-3) for _, r in shown]
+    ax_rate.barh(ys, rates, color=[colours[t.kind] for t, _ in shown])
+    for y, value in zip(ys, rates, strict=True):
+        ax_rate.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
+    ax_rate.set_xscale("log")
+    ax_rate.xaxis.set_major_formatter(plain)
+    ax_rate.xaxis.set_minor_formatter(NullFormatter())
+    ax_rate.set_xlabel("requests (bookings) per second, log scale")
+    ax_rate.set_yticks(ys, labels, fontsize=8)
+    ax_rate.invert_yaxis()
+    height = 0.27
+    for offset, (key, name) in zip(
+        (-height, 0.0, height), (("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")), strict=True
+    ):
+        values = [max(float(r[key]), 1e-3) for _, r in shown]
+        ax_lat.barh([y + offset for y in ys], values, height=height, label=name)
+    ax_lat.set_xscale("log")
+    ax_lat.xaxis.set_major_formatter(plain)
+    ax_lat.xaxis.set_minor_formatter(NullFormatter())
+    ax_lat.set_xlabel("latency, ms, log scale")
+    ax_lat.legend(fontsize=8)
+    cfg = result["config"]
+    fig.suptitle(
+        f"bench.compare {result['started_at']} – {cfg['seconds']:g} s per target, {cfg['connections']} connections, "
+        f"{cfg['workers']} workers, {os.cpu_count()} cores"
+        + ("" if result["correctness"]["pass"] else " – CORRECTNESS FAILURE"),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- main
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%dT%H%M%SZ")
+    progress(
+        f"bench.compare{' --tiny' if opts.tiny else ''}: {opts.seconds:g} s per target after {opts.warmup:g} s "
+        f"warm-up, {opts.connections} connections, {opts.threads} threads, {opts.workers} workers"
+    )
+    wrk = ensure_wrk()
+    ensure_matplotlib()
+    procs = Processes()
+    work = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    dbs: MariaDB | None = None
+    result: dict[str, Any] = {}
+    load_before = os.getloadavg()
+    try:
+        with _signals_interrupt():
+            bench = Bench(opts, wrk, procs, work)
+            dbs = MariaDB(opts.mysql_url, f"reservation_bench_{bench.run_id}")
+            progress(f"MariaDB {dbs.version} at {opts.mysql_url}; scratch dir {work}")
+            bench.run(dbs)
+            passed = all(c["pass"] for c in bench.checks) and bool(bench.checks)
+            result = {
+                "started_at": started_at.isoformat(timespec="seconds"),
+                "duration_s": time.monotonic() - _T0,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_average_before": load_before,
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "wrk": wrk_version(wrk),
+                    "mariadb": dbs.version,
+                },
+                "config": {
+                    "seconds": opts.seconds,
+                    "warmup": opts.warmup,
+                    "connections": opts.connections,
+                    "threads": opts.threads,
+                    "workers": opts.workers,
+                    "accounts": opts.accounts,
+                    "tiny": opts.tiny,
+                    "hot_event": {"capacity": HOT_CAPACITY, "oversell_capacity": HOT_OVERSELL},
+                },
+                "targets": bench.rows,
+                "missing": bench.missing,
+                "ratios": ratios(bench.rows),
+                "correctness": {"pass": passed, "checks": bench.checks},
+                "problems": bench.problems,
+            }
+    except KeyboardInterrupt:
+        progress("interrupted: stopping everything it started")
+        return 130
+    except BenchError as exc:
+        print(f"\nbench.compare failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        procs.stop_all()
+        if dbs is not None:
+            dbs.drop_all()
+        if opts.keep:
+            progress(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    json_path = opts.out / f"compare-{stamp}.json"
+    png_path = opts.out / f"compare-{stamp}.png"
+    json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    draw_chart(result, png_path)
+    print()
+    print(markdown(result))
+    print()
+    progress(f"wrote {json_path} and {png_path}")
+    if not result["correctness"]["pass"]:
+        failed = [c for c in result["correctness"]["checks"] if not c["pass"]]
+        banner = "!" * 72
+        print(f"\n{banner}\nCORRECTNESS FAILURE: {len(failed)} check(s) failed", file=sys.stderr)
+        for c in failed:
+            print(f"  {c['target']} ({c['phase']}): {c['check']}: {c['detail']}", file=sys.stderr)
+        print(banner, file=sys.stderr)
+        return 1
+    progress(f"correctness: all {len(result['correctness']['checks'])} checks passed")
+    if result["problems"]:
+        for problem in result["problems"]:
+            print(f"problem: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

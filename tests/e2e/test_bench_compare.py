@@ -1,0 +1,66 @@
+"""``python -m bench.compare --tiny`` end to end: every target measured, the checks pass, a chart is drawn."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TARGETS = (
+    "floor_healthz",
+    "ours_bookings_mariadb",
+    "ours_bookings_sqlite",
+    "ours_reads_list",
+    "ours_reads_detail",
+    "baseline_bookings_mariadb",
+    "engine_batched",
+    "engine_unbatched",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.mysql
+def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
+    server = make_url(mysql_url).set(database=None).render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.compare", "--tiny", "--out", str(tmp_path), "--mysql-url", server],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+
+    (report,) = tmp_path.glob("compare-*.json")
+    data = json.loads(report.read_text())
+    for key in TARGETS:
+        row = data["targets"][key]
+        assert row is not None, f"{key} missing: {data['missing'].get(key)}"
+        assert row["requests_per_s"] > 0, row
+        assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"], row
+    for key in ("ours_bookings_mariadb", "ours_bookings_sqlite", "baseline_bookings_mariadb"):
+        row = data["targets"][key]
+        assert row["status_counts"].get("201", 0) == row["ok"] > 0, row
+        assert 0 <= row["load_generator"]["pct_of_core"] <= 100 * (os.cpu_count() or 1)
+    assert data["correctness"]["pass"] is True, data["correctness"]
+    checked = {(c["target"], c["phase"]) for c in data["correctness"]["checks"]}
+    for key in ("ours_bookings_mariadb", "ours_bookings_sqlite", "baseline_bookings_mariadb"):
+        assert (key, "run") in checked
+    assert data["ratios"]["ours_bookings_mariadb"]["vs_baseline"] > 0
+    assert data["ratios"]["ours_reads_list"]["vs_floor"] > 0
+
+    (chart,) = tmp_path.glob("compare-*.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| target |" in result.stdout
