@@ -8,11 +8,12 @@ retried command apply at most once.
 
 from __future__ import annotations
 
-# These values are pickled by Ray on every actor call. Plain (non-slots) dataclasses
-# pickle through their __dict__, about three times faster than slotted ones.
-
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+
+# The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
+# pickle through their __dict__, about three times faster than slotted ones.
 
 
 class BookingStatus(StrEnum):
