@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-
 # The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
 # pickle through their __dict__, about three times faster than slotted ones.
 
