@@ -499,6 +499,22 @@ def test_late_duplicate_undo_does_not_cancel_a_booking_held_again() -> None:
     assert counters(inv) == (2, 0)
 
 
+def test_repeated_configure_command_id_is_answered_with_its_first_outcome() -> None:
+    inv = Inventory(EVENT, capacity=10)
+    assert inv.apply(hold("b1", 5), now=0.0).ok
+    shrink = Configure("c1", capacity=4)
+    first = inv.apply(shrink, now=0.0)
+    assert first.code is Code.CONFLICT
+    assert inv.apply(Release("r1", "b1"), now=0.0).ok
+
+    repeated = inv.apply(shrink, now=1.0)
+
+    assert repeated.code is Code.CONFLICT and repeated.replayed
+    assert repeated.detail == first.detail
+    assert inv.capacity == 10
+    assert inv.apply(Configure("c2", capacity=4), now=1.0).ok
+
+
 def test_repeated_command_id_is_answered_not_applied_again() -> None:
     inv = Inventory(EVENT, capacity=10)
     assert inv.apply(hold("b1", 2), now=0.0).ok
@@ -705,13 +721,12 @@ def test_memo_replay_answers_even_when_the_event_is_paused() -> None:
     assert outcome.code is Code.OK and outcome.replayed
 
 
-def test_bug_mark_committed_commits_memos_of_effects_not_yet_taken() -> None:
-    """mark_committed() promises that "the effects taken last are durable".
+def test_mark_committed_commits_only_the_memos_of_the_effects_taken() -> None:
+    """mark_committed() makes durable "the effects taken last", nothing applied since.
 
-    A memo written by a command applied *after* take_effects() is not part of those
-    effects (its NewOrderEffect is still waiting for the next take_effects()), so a
-    replay of that order must still be IN_FLIGHT. mark_committed() instead commits
-    every uncommitted memo, so the replay answers OK as if the order were durable.
+    A memo written after take_effects() is not part of those effects (its order is
+    only in the next take_effects()), so a replay of that order stays IN_FLIGHT until
+    the next batch commits.
     """
     inv = Inventory(EVENT, capacity=10)
     first = keyed_hold("key-1", 1)
@@ -724,6 +739,9 @@ def test_bug_mark_committed_commits_memos_of_effects_not_yet_taken() -> None:
     assert [e.order.order_id for e in taken.orders] == [first.order_id]
     assert inv.apply(first, now=1.0).code is Code.OK
     assert inv.apply(second, now=1.0).code is Code.IN_FLIGHT
+    assert [e.order.order_id for e in inv.take_effects().orders] == [second.order_id]
+    inv.mark_committed()
+    assert inv.apply(second, now=2.0).code is Code.OK
 
 
 # ------------------------------------------------------------------ effects
