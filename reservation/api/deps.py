@@ -13,37 +13,39 @@ from reservation.runtime import Runtime
 from reservation.services.events import EventService
 from reservation.services.orders import OrderService
 
+# Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread
+# pool, a thread hop per dependency per request on the hot path.
 _bearer = HTTPBearer(auto_error=False, description="token from POST /api/tokens")
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def current_principal(
+async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("send a bearer token (POST /api/tokens)")
-    return read_token(credentials.credentials, runtime(request).signing_key)
+    return read_token(credentials.credentials, request.app.state.runtime.signing_key)
 
 
-def optional_principal(
+async def optional_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal | None:
     if credentials is None:
         return None
-    return read_token(credentials.credentials, runtime(request).signing_key)
+    return read_token(credentials.credentials, request.app.state.runtime.signing_key)
 
 
-def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
     if who.role is not Role.HOST:
         raise Forbidden("this needs a host account")
     return who
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(
@@ -59,12 +61,12 @@ def idempotency_key(
     return key
 
 
-def order_service(request: Request) -> OrderService:
+async def order_service(request: Request) -> OrderService:
     service: OrderService = request.app.state.orders
     return service
 
 
-def event_service(request: Request) -> EventService:
+async def event_service(request: Request) -> EventService:
     service: EventService = request.app.state.events
     return service
 
