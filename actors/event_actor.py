@@ -57,6 +57,8 @@ class Reply:
     commit_seconds: list[float] = field(default_factory=list)
     # The actor is stopping: send the same commands to its successor.
     stopping: bool = False
+    # Seats held (open holds) after the batch, for the front end's gauge.
+    held: int = 0
 
 
 @dataclass(slots=True)
@@ -110,6 +112,7 @@ class EventActor:
             [r[0] for r in results],
             sorted({r[1] for r in results}),
             sorted({r[2] for r in results}),
+            held=self._claim.inventory.held if self._claim is not None else 0,
         )
 
     async def state(self) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class InventoryGateway:
         config: GatewayConfig,
         *,
         actor_class: Any = None,
-        on_reply: Callable[[Reply, int], None] | None = None,
+        on_reply: Callable[[str, Reply, int], None] | None = None,
     ) -> None:
         self.config = config
         self._actor_class = actor_class or RemoteEventActor
@@ -102,7 +102,7 @@ class InventoryGateway:
                             fut.set_exception(exc)
                     continue
                 if self._on_reply is not None:
-                    self._on_reply(reply, len(batch))
+                    self._on_reply(event_id, reply, len(batch))
                 for (_, fut), outcome in zip(batch, reply.outcomes, strict=True):
                     if not fut.done():
                         fut.set_result(outcome)

@@ -58,8 +58,15 @@ class TtlCache:
             self._values.pop(key, None)
 
 
-def _record_reply(reply: Reply, call_size: int) -> None:
+_held_by_event: dict[str, int] = {}
+
+
+def _record_reply(event_id: str, reply: Reply, call_size: int) -> None:
     metrics.CALL_SIZE.observe(call_size)
+    _held_by_event[event_id] = reply.held
+    if not reply.held:
+        _held_by_event.pop(event_id, None)
+    metrics.HOLDS_OPEN.set(sum(_held_by_event.values()))
     for size in reply.batch_sizes:
         metrics.BATCH_SIZE.observe(size)
     for seconds in reply.commit_seconds:

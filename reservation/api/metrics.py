@@ -51,6 +51,11 @@ QUEUE_DEPTH = Gauge(
     "Commands waiting in this front end for an actor call",
     multiprocess_mode="livesum",
 )
+HOLDS_OPEN = Gauge(
+    "reservation_holds_open_seats",
+    "Seats held and not yet confirmed, over the events this front end talks to (as last reported)",
+    multiprocess_mode="max",
+)
 SHED = Counter("reservation_shed_total", "Requests answered 503 because a queue was full or a part was down", ["kind"])
 
 
