@@ -439,6 +439,9 @@ def test_holding_again_respects_ttl_pause_and_availability() -> None:
     assert sold_out.detail == "3 seat(s) asked, 2 available"
     assert inv.bookings["b1"].status is BookingStatus.RELEASED
     assert counters(inv) == (0, 1)
+    assert inv.apply(Release("r2", "b2"), now=1.0).ok
+    assert inv.apply(command, now=1.0).ok  # exactly the 3 seats it needs are free again
+    assert counters(inv) == (0, 3)
 
 
 def test_holding_again_is_an_update_with_the_new_expiry_and_ignores_the_old_one() -> None:
