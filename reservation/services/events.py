@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from reservation.api.schemas import EventCreate, EventUpdate
+from reservation.api.schemas import EventCreate, EventPage, EventRead, EventUpdate
 from reservation.auth import Principal, Role
 from reservation.domain.commands import Configure
 from reservation.domain.ids import new_id
@@ -162,14 +162,25 @@ class EventService:
         self.rt.events_cache.invalidate()
         return await self.get_for_host(host, event_id)
 
-    async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any]:
+    async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any] | bytes:
+        """One event: the host's view (fresh) for its host, else the public view as cached JSON."""
+
         async def load() -> dict[str, Any] | None:
             return await catalog.get_event(self.rt.reader, event_id)
 
-        row = await self.rt.events_cache.get(("event", event_id), load)
-        if row is None:
+        async def public() -> bytes | None:
+            row = await load()
+            return None if row is None else EventRead.model_validate(event_view(row)).model_dump_json().encode()
+
+        if viewer is not None:
+            row = await load()
+            if row is not None and row["host_id"] == viewer.account_id:
+                return event_view(row, for_host=True)
+        # Readers share one serialised answer per event for the cache's lifetime.
+        body: bytes | None = await self.rt.events_cache.get(("event", event_id), public)
+        if body is None:
             raise NotFound("no such event")
-        return event_view(row, for_host=viewer is not None and viewer.account_id == row["host_id"])
+        return body
 
     async def browse(
         self,
@@ -179,12 +190,13 @@ class EventService:
         starts_to: datetime | None,
         cursor: str | None,
         limit: int,
-    ) -> dict[str, Any]:
+    ) -> bytes:
+        """A page of events as JSON; identical queries within the cache's lifetime share it."""
         after = decode_cursor(cursor) if cursor else None
         key = ("list", text, starts_from, starts_to, after, limit)
 
-        async def load() -> list[dict[str, Any]]:
-            return await catalog.list_events(
+        async def load() -> bytes:
+            rows = await catalog.list_events(
                 self.rt.reader,
                 text=text,
                 starts_from=naive_utc(starts_from) if starts_from else None,
@@ -192,10 +204,12 @@ class EventService:
                 after=after,
                 limit=limit,
             )
+            next_cursor = None
+            if len(rows) == limit:
+                last = rows[-1]
+                next_cursor = encode_cursor([last["starts_at"].isoformat(), last["id"]])
+            page = EventPage.model_validate({"items": [event_view(r) for r in rows], "next_cursor": next_cursor})
+            return page.model_dump_json().encode()
 
-        rows = await self.rt.events_cache.get(key, load)
-        next_cursor = None
-        if len(rows) == limit:
-            last = rows[-1]
-            next_cursor = encode_cursor([last["starts_at"].isoformat(), last["id"]])
-        return {"items": [event_view(r) for r in rows], "next_cursor": next_cursor}
+        body: bytes = await self.rt.events_cache.get(key, load)
+        return body

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
 
 from reservation.api.deps import CurrentHost, Events, MaybeUser, RuntimeDep
 from reservation.api.schemas import EventCreate, EventHostRead, EventPage, EventRead, EventUpdate
@@ -14,7 +15,7 @@ from reservation.errors import InvalidRequest
 router = APIRouter(prefix="/api/events", tags=["events"])
 
 
-@router.get("", response_model=EventPage)
+@router.get("", response_model=EventPage, response_class=Response)
 async def browse(
     events: Events,
     rt: RuntimeDep,
@@ -23,22 +24,26 @@ async def browse(
     starts_to: Annotated[datetime | None, Query(description="events starting before")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     page_size: Annotated[int, Query(ge=1)] = 20,
-) -> dict[str, Any]:
+) -> Response:
     """List events by start time; availability is an estimate up to about a second old."""
     if page_size > rt.settings.max_page_size:
         raise InvalidRequest(f"page_size is at most {rt.settings.max_page_size}")
     for value in (starts_from, starts_to):
         if value is not None and value.tzinfo is None:
             raise InvalidRequest("dates need a time zone (e.g. 2027-05-01T20:00:00Z)")
-    return await events.browse(
+    body = await events.browse(
         text=q or None, starts_from=starts_from, starts_to=starts_to, cursor=cursor, limit=page_size
     )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{event_id}", response_model=EventHostRead | EventRead)
-async def detail(event_id: str, events: Events, viewer: MaybeUser) -> dict[str, Any]:
+async def detail(event_id: str, events: Events, viewer: MaybeUser) -> Any:
     """One event; its host also sees capacity, oversell, sold and held."""
-    return await events.get(event_id, viewer)
+    found = await events.get(event_id, viewer)
+    if isinstance(found, bytes):
+        return Response(found, media_type="application/json")
+    return found
 
 
 @router.post("", status_code=201, response_model=EventHostRead)
