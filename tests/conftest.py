@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from reservation.api.app import create_app
+from reservation.auth import Principal, Role, issue_token
 from reservation.config import Settings
+from reservation.domain.ids import new_id
 from reservation.runtime import Runtime
+from reservation.store import accounts
 from reservation.store.db import migrate, sync_url
+from reservation.store.inventory import to_dt
 
 MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
 # Fixed per process: pytest may import this module twice (as `conftest` and as
@@ -164,6 +169,32 @@ class Api:
             headers["Idempotency-Key"] = key
         return await self.client.post("/api/orders", json=body, headers=headers)
 
+
+async def account(api: Api, role: str = "customer") -> dict[str, str]:
+    """A stored account and a valid token for it, without the (deliberately slow) password hashing."""
+    now = to_dt(time.time())
+    account_id = new_id()
+    row = {
+        "id": account_id,
+        "name": f"{role} {account_id[-6:]}",
+        "email": f"{role}-{account_id}@example.com",
+        "password_hash": "unused: this account never logs in",
+        "role": role,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await accounts.create_user(api.runtime.writer, row)
+    token = issue_token(Principal(account_id, Role(role)), api.runtime.signing_key, 3600)
+    return {"Authorization": f"Bearer {token}", "X-Account": account_id}
+
+def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body: dict[str, Any] = r.json()
+    assert body["type"] == f"/problems/{kind}", body
+    assert body["status"] == status, body
+    assert body["title"] and body["detail"], body
+    return body
 
 def auth(who: dict[str, str]) -> dict[str, str]:
     return {"Authorization": who["Authorization"]}

@@ -17,39 +17,10 @@ import orjson
 
 from reservation.auth import Principal, Role, issue_token
 from reservation.domain.ids import new_id, order_id_for_key
-from reservation.store import accounts
-from reservation.store.inventory import to_dt
-from tests.conftest import Api, auth
+from tests.conftest import Api, account, assert_problem, auth
 
 PROBLEM = "application/problem+json"
 HOST_FIELDS = {"capacity", "oversell_capacity", "sold", "held"}
-
-
-async def account(api: Api, role: str = "customer") -> dict[str, str]:
-    """A stored account and a valid token for it, without the (deliberately slow) password hashing."""
-    now = to_dt(time.time())
-    account_id = new_id()
-    row = {
-        "id": account_id,
-        "name": f"{role} {account_id[-6:]}",
-        "email": f"{role}-{account_id}@example.com",
-        "password_hash": "unused: this account never logs in",
-        "role": role,
-        "created_at": now,
-        "updated_at": now,
-    }
-    await accounts.create_user(api.runtime.writer, row)
-    token = issue_token(Principal(account_id, Role(role)), api.runtime.signing_key, 3600)
-    return {"Authorization": f"Bearer {token}", "X-Account": account_id}
-
-
-def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body: dict[str, Any] = r.json()
-    assert body["type"] == f"/problems/{kind}", body
-    assert body["status"] == status, body
-    return body
 
 
 def assert_unauthorized(r: httpx.Response) -> None:

@@ -21,37 +21,15 @@ import httpx
 from sqlalchemy import func, select
 
 from actors.gateway import InventoryGateway
-from reservation.auth import Principal, Role, issue_token
 from reservation.domain.commands import Command, Hold, Outcome
-from reservation.domain.ids import new_id
-from reservation.store import accounts
-from reservation.store.inventory import to_dt
 from reservation.store.schema import bookings, idempotency_keys, orders
-from tests.conftest import Api, auth, open_api
+from tests.conftest import Api, account, assert_problem, auth, open_api
 
 PROBLEM = "application/problem+json"
 LIVE = ("held", "confirmed")
 
 
 # ----------------------------------------------------------------------- helpers
-
-
-async def account(api: Api, role: str = "customer") -> dict[str, str]:
-    """A stored account and a valid token for it, without the (deliberately slow) password hashing."""
-    now = to_dt(time.time())
-    account_id = new_id()
-    row = {
-        "id": account_id,
-        "name": f"{role} {account_id[-6:]}",
-        "email": f"{role}-{account_id}@example.com",
-        "password_hash": "unused: this account never logs in",
-        "role": role,
-        "created_at": now,
-        "updated_at": now,
-    }
-    await accounts.create_user(api.runtime.writer, row)
-    token = issue_token(Principal(account_id, Role(role)), api.runtime.signing_key, 3600)
-    return {"Authorization": f"Bearer {token}", "X-Account": account_id}
 
 
 _ROOMY: dict[str, tuple[dict[str, str], str, str]] = {}
@@ -87,15 +65,6 @@ async def post_order(api: Api, who: dict[str, str], body: dict[str, Any], key: s
     if key is not None:
         headers["Idempotency-Key"] = key
     return await api.client.post("/api/orders", json=body, headers=headers)
-
-
-def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body: dict[str, Any] = r.json()
-    assert body["type"] == f"/problems/{kind}", body
-    assert body["status"] == status, body
-    return body
 
 
 async def counters(api: Api, host: dict[str, str], event_id: str) -> tuple[int, int]:

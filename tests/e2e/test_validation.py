@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,8 @@ import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from reservation.auth import Principal, Role, issue_token
 from reservation.domain.ids import new_id
-from reservation.store import accounts
-from reservation.store.inventory import to_dt
-from tests.conftest import Api, auth, open_api
+from tests.conftest import Api, account, assert_problem, auth, open_api
 
 PROBLEM = "application/problem+json"
 
@@ -37,34 +33,6 @@ async def api(sqlite_url: str, ray_session: None, tmp_path: Path) -> AsyncIterat
     namespace = ray.get_runtime_context().namespace
     async with open_api(sqlite_url, tmp_path, ray_namespace=namespace) as value:
         yield value
-
-
-async def account(api: Api, role: str = "customer") -> dict[str, str]:
-    """A stored account and a valid token for it, without the (deliberately slow) password hashing."""
-    now = to_dt(time.time())
-    account_id = new_id()
-    row = {
-        "id": account_id,
-        "name": f"{role} {account_id[-6:]}",
-        "email": f"{role}-{account_id}@example.com",
-        "password_hash": "unused: this account never logs in",
-        "role": role,
-        "created_at": now,
-        "updated_at": now,
-    }
-    await accounts.create_user(api.runtime.writer, row)
-    token = issue_token(Principal(account_id, Role(role)), api.runtime.signing_key, 3600)
-    return {"Authorization": f"Bearer {token}", "X-Account": account_id}
-
-
-def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body: dict[str, Any] = r.json()
-    assert body["type"] == f"/problems/{kind}", body
-    assert body["status"] == status, body
-    assert body["title"] and body["detail"], body
-    return body
 
 
 def assert_invalid(r: httpx.Response, field: str | None = None) -> dict[str, Any]:
