@@ -144,28 +144,23 @@ class OrderService:
         held, confirmed = await self.rt.gateway.execute(
             item.event_id, [hold, Confirm(f"confirm:{booking_id}:{new_id()}", booking_id)]
         )
-        if held.replayed or held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
-            if held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
-                raise error_for(held.code, held.detail)
+        if held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
+            raise error_for(held.code, held.detail)
+        if held.replayed:
             return await self._replay(who, order_id, item.event_id)
         if not held.ok:
             raise _fail(held.code, held.detail, item.event_id)
         if not confirmed.ok or confirmed.booking is None:
             raise _fail(confirmed.code, confirmed.detail, item.event_id)
-        return self._fresh_view(order_id, [(item.event_id, confirmed.booking, item.attendees)], "confirmed")
+        return self._fresh_view(order_id, item.event_id, confirmed.booking, item.attendees)
 
-    def _fresh_view(
-        self, order_id: str, parts: list[tuple[str, BookingView, Any]], status: str
-    ) -> dict[str, Any]:
-        """Build the answer from the actors' outcomes, exactly as the store will show it."""
-        total = sum(b.quantity * b.unit_price_minor for _, b, _ in parts)
-        currency = parts[0][1].currency
-        created = min(b.created_at for _, b, _ in parts)
+    def _fresh_view(self, order_id: str, event_id: str, b: BookingView, attendees: Any) -> dict[str, Any]:
+        """The answer of a one-event order, built from its actor's outcome as the store will show it."""
         return {
             "id": order_id,
-            "status": status,
-            "total": {"amount": total, "currency": currency},
-            "created_at": utc(to_dt(created)),
+            "status": "confirmed",
+            "total": {"amount": b.quantity * b.unit_price_minor, "currency": b.currency},
+            "created_at": utc(to_dt(b.created_at)),
             "items": [
                 {
                     "id": b.booking_id,
@@ -175,7 +170,6 @@ class OrderService:
                     "unit_price": {"amount": b.unit_price_minor, "currency": b.currency},
                     "attendees": [{"name": a.name, "email": a.email} for a in attendees],
                 }
-                for event_id, b, attendees in parts
             ],
         }
 
@@ -275,13 +269,30 @@ class OrderService:
                 *(run(i.event_id, Confirm(f"confirm:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
             )
             failed = next(((i, o) for i, o in zip(body.items, confirms, strict=True) if not o.ok), None)
+        finish_key = (who.account_id, key) if key else None
+
+        async def undo(command: type[Release] | type[Cancel]) -> None:
+            await asyncio.gather(
+                *(run(i.event_id, command(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
+            )
+
+        async def reject(code: Code, error: ReservationError) -> ReservationError:
+            await order_records.finish_order(
+                rt.writer,
+                order_id,
+                status="rejected",
+                total_minor=0,
+                problem=(code.value, error.detail),
+                key=finish_key,
+                status_code=error.status,
+                now=to_dt(time.time()),
+            )
+            return error
+
         if failed is not None:
             # All or nothing: give back every seat this order got. Before any confirm the
             # holds are released; after one, cancel covers held and confirmed alike.
-            undo = Cancel if confirms else Release
-            await asyncio.gather(
-                *(run(i.event_id, undo(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
-            )
+            await undo(Cancel if confirms else Release)
             item, outcome = failed
             error = _fail(outcome.code, outcome.detail, item.event_id)
             if outcome.code is Code.UNAVAILABLE:
@@ -289,49 +300,26 @@ class OrderService:
                 if key is not None:
                     await order_records.release_key(rt.writer, who.account_id, key, to_dt(time.time() - 1))
                 raise error
-            await order_records.finish_order(
-                rt.writer,
-                order_id,
-                status="rejected",
-                total_minor=0,
-                problem=(outcome.code.value, error.detail),
-                key=(who.account_id, key) if key else None,
-                status_code=error.status,
-                now=to_dt(time.time()),
+            raise await reject(outcome.code, error)
+        views = [o.booking for o in confirms if o.booking is not None]
+        assert len(views) == len(confirms)
+        if len({v.currency for v in views}) > 1:
+            await undo(Cancel)
+            raise await reject(
+                Code.INVALID, InvalidRequest("all events of one order must be sold in the same currency")
             )
-            raise error
-        views = [o.booking for o in confirms]
-        assert all(v is not None for v in views)
-        parts = [(i.event_id, v, i.attendees) for i, v in zip(body.items, views, strict=True) if v is not None]
-        currencies = {v.currency for _, v, _ in parts}
-        if len(currencies) > 1:
-            await asyncio.gather(
-                *(run(i.event_id, Cancel(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
-            )
-            error = InvalidRequest("all events of one order must be sold in the same currency")
-            await order_records.finish_order(
-                rt.writer,
-                order_id,
-                status="rejected",
-                total_minor=0,
-                problem=(Code.INVALID.value, error.detail),
-                key=(who.account_id, key) if key else None,
-                status_code=error.status,
-                now=to_dt(time.time()),
-            )
-            raise error
-        view = self._fresh_view(order_id, parts, "confirmed")
         await order_records.finish_order(
             rt.writer,
             order_id,
             status="confirmed",
-            total_minor=view["total"]["amount"],
-            currency=view["total"]["currency"],
+            total_minor=sum(v.quantity * v.unit_price_minor for v in views),
+            currency=views[0].currency,
             problem=None,
-            key=(who.account_id, key) if key else None,
+            key=finish_key,
             status_code=201,
             now=to_dt(time.time()),
         )
+        # Answer from the store, so that replays of this request answer exactly the same.
         stored = await order_records.get_order(rt.writer, order_id, who.account_id)
         assert stored is not None
         return order_view(stored)
