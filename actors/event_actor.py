@@ -87,6 +87,7 @@ class EventActor:
         self._store: InventoryStore | None = None
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._load_lock = asyncio.Lock()
         self._closing = False
         self._missing = False
         self._last_command = time.monotonic()
@@ -175,6 +176,18 @@ class EventActor:
         return max(wait, 0.001)
 
     async def _load(self) -> bool:
+        """Claim the event and rebuild from the store, unless that is done already.
+
+        The batch loop and ``state()`` may both find no claim; the lock makes them share
+        one claim rather than take two epochs, the older of which would be fenced.
+        """
+        assert self._store is not None
+        async with self._load_lock:
+            if self._claim is not None:
+                return True
+            return await self._claim_now()
+
+    async def _claim_now(self) -> bool:
         assert self._store is not None
         try:
             self._claim = await self._store.claim()
