@@ -165,21 +165,20 @@ class EventService:
     async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any] | bytes:
         """One event: the host's view (fresh) for its host, else the public view as cached JSON."""
 
-        async def load() -> dict[str, Any] | None:
-            return await catalog.get_event(self.rt.reader, event_id)
+        async def public() -> tuple[str, bytes] | None:
+            row = await catalog.get_event(self.rt.reader, event_id)
+            if row is None:
+                return None
+            return row["host_id"], EventRead.model_validate(event_view(row)).model_dump_json().encode()
 
-        async def public() -> bytes | None:
-            row = await load()
-            return None if row is None else EventRead.model_validate(event_view(row)).model_dump_json().encode()
-
-        if viewer is not None:
-            row = await load()
-            if row is not None and row["host_id"] == viewer.account_id:
-                return event_view(row, for_host=True)
-        # Readers share one serialised answer per event for the cache's lifetime.
-        body: bytes | None = await self.rt.events_cache.get(("event", event_id), public)
-        if body is None:
+        # Readers share one serialised answer per event for the cache's lifetime; the
+        # host id kept beside it tells the host apart without a database read.
+        cached: tuple[str, bytes] | None = await self.rt.events_cache.get(("event", event_id), public)
+        if cached is None:
             raise NotFound("no such event")
+        host_id, body = cached
+        if viewer is not None and viewer.account_id == host_id:
+            return await self.get_for_host(viewer, event_id)
         return body
 
     async def browse(
