@@ -18,28 +18,31 @@ from prometheus_client import (
     multiprocess,
 )
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
 REQUESTS = Counter("reservation_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
     "reservation_http_request_seconds",
     "HTTP request latency",
     ["method", "route"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
 )
 BOOKINGS = Counter("reservation_bookings_total", "Order outcomes per event item", ["outcome"])
 BOOKING_LATENCY = Histogram(
     "reservation_booking_seconds",
     "Time to answer an order (holds and confirms included)",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
     "reservation_actor_batch_size",
     "Commands per actor group commit",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+    buckets=SIZE_BUCKETS,
 )
 CALL_SIZE = Histogram(
     "reservation_actor_call_size",
     "Commands per front-end call to an actor (front-end coalescing)",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+    buckets=SIZE_BUCKETS,
 )
 COMMIT_SECONDS = Histogram(
     "reservation_actor_commit_seconds",
