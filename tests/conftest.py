@@ -2,7 +2,8 @@
 
 MySQL tests run when ``RESERVATION_TEST_MYSQL_URL`` names a server (for example
 ``mysql+aiomysql://root@127.0.0.1:3306``); each test session creates its own
-database there and drops it at the end. ``--require-mysql`` turns a missing server
+database there and drops it at the end. ``--require-mysql`` (or the environment
+variable ``RESERVATION_TEST_REQUIRE_MYSQL=1``, which CI sets) turns a missing server
 into a failure instead of a skip (CI uses it).
 """
 
@@ -35,6 +36,7 @@ from reservation.store.db import migrate, sync_url
 from reservation.store.inventory import to_dt
 
 MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
+REQUIRE_MYSQL_ENV = "RESERVATION_TEST_REQUIRE_MYSQL"
 # Fixed per process: pytest may import this module twice (as `conftest` and as
 # `tests.conftest`), and both copies must name the same Ray namespace.
 NAMESPACE = f"reservation-test-{os.getpid()}"
@@ -59,11 +61,15 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+def _mysql_required(config: pytest.Config) -> bool:
+    return bool(config.getoption("--require-mysql")) or os.environ.get(REQUIRE_MYSQL_ENV) == "1"
+
+
 def _mysql_server(config: pytest.Config) -> str | None:
     url = os.environ.get(MYSQL_ENV)
     if not url:
-        if config.getoption("--require-mysql"):
-            pytest.fail(f"--require-mysql given but {MYSQL_ENV} is not set")
+        if _mysql_required(config):
+            pytest.fail(f"MySQL tests are required but {MYSQL_ENV} is not set")
         return None
     return url
 
@@ -80,7 +86,7 @@ def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE DATABASE `{name}`"))
     except Exception as exc:
-        if request.config.getoption("--require-mysql"):
+        if _mysql_required(request.config):
             pytest.fail(f"MariaDB/MySQL at {server} is not usable: {exc}")
         pytest.skip(f"MariaDB/MySQL not reachable: {exc}")
     url = make_url(server).set(database=name).render_as_string(hide_password=False)
