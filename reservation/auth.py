@@ -52,9 +52,43 @@ def issue_token(principal: Principal, key: str, ttl_s: int, now: float | None = 
     return jwt.encode(payload, key, algorithm=ALGORITHM)
 
 
-def read_token(token: str, key: str) -> Principal:
+def _decode(token: str, key: str) -> tuple[Principal, float]:
     try:
         payload = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]})
-        return Principal(str(payload["sub"]), Role(payload["role"]))
-    except (jwt.PyJWTError, KeyError, ValueError) as exc:
+        return Principal(str(payload["sub"]), Role(payload["role"])), float(payload["exp"])
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError) as exc:
         raise Unauthorized("invalid or expired token") from exc
+
+
+def read_token(token: str, key: str) -> Principal:
+    """Check a token's signature and expiry; raise Unauthorized if either fails."""
+    return _decode(token, key)[0]
+
+
+class TokenReader:
+    """Checks bearer tokens, remembering each verified one until it expires.
+
+    A client sends the same token with every request, so its signature is checked once
+    per process rather than once per request (HS256 verification through PyJWT costs
+    more than the rest of the booking path's request handling). A remembered token is
+    still refused from its ``exp`` on. At ``max_entries`` the oldest tenth is dropped.
+    """
+
+    def __init__(self, key: str, max_entries: int = 100_000) -> None:
+        self._key = key
+        self._max = max_entries
+        self._seen: dict[str, tuple[Principal, float]] = {}
+
+    def read(self, token: str, now: float | None = None) -> Principal:
+        hit = self._seen.get(token)
+        if hit is not None:
+            if hit[1] > (time.time() if now is None else now):
+                return hit[0]
+            del self._seen[token]
+            raise Unauthorized("invalid or expired token")
+        principal, expires = _decode(token, self._key)
+        if len(self._seen) >= self._max:
+            for stale in list(self._seen)[: max(1, self._max // 10)]:
+                del self._seen[stale]
+        self._seen[token] = (principal, expires)
+        return principal

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from actors.event_actor import Reply
 from actors.gateway import GatewayConfig, InventoryGateway
 from reservation.api import metrics
+from reservation.auth import TokenReader
 from reservation.config import Settings
 from reservation.store.db import is_sqlite, make_engine
 
@@ -81,11 +82,13 @@ class Runtime:
     gateway: InventoryGateway
     signing_key: str
     events_cache: TtlCache
+    tokens: TokenReader
     known_events: set[str] = field(default_factory=set)
 
     @classmethod
     def create(cls, settings: Settings, *, actor_class: Any = None) -> Runtime:
         url = settings.store_url
+        key = settings.signing_key()
         writer = make_engine(url, pool_size=settings.db_pool_size, writer=True)
         reader = make_engine(url, pool_size=settings.db_pool_size, writer=False) if is_sqlite(url) else writer
         gateway = InventoryGateway(
@@ -106,8 +109,9 @@ class Runtime:
             writer=writer,
             reader=reader,
             gateway=gateway,
-            signing_key=settings.signing_key(),
+            signing_key=key,
             events_cache=TtlCache(settings.read_cache_ttl_s),
+            tokens=TokenReader(key),
         )
 
     async def close(self) -> None:

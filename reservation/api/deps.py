@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reservation.auth import Principal, Role, read_token
+from reservation.auth import Principal, Role
 from reservation.errors import Forbidden, InvalidRequest, Unauthorized
 from reservation.runtime import Runtime
 from reservation.services.events import EventService
@@ -28,7 +28,7 @@ async def current_principal(
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("send a bearer token (POST /api/tokens)")
-    return read_token(credentials.credentials, request.app.state.runtime.signing_key)
+    return request.app.state.runtime.tokens.read(credentials.credentials)
 
 
 async def optional_principal(
@@ -36,7 +36,7 @@ async def optional_principal(
 ) -> Principal | None:
     if credentials is None:
         return None
-    return read_token(credentials.credentials, request.app.state.runtime.signing_key)
+    return request.app.state.runtime.tokens.read(credentials.credentials)
 
 
 async def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
