@@ -1,9 +1,11 @@
 """The front end's way to the event actors: find or start them, and batch calls.
 
-Per event and per front-end process there is at most one actor call in flight.
-Commands that arrive meanwhile wait in a bounded queue and all go in the next call,
-so a hot event costs one actor call per round trip rather than one per request.
-When the queue is full the caller is told to come back later (503, Retry-After).
+Per event and per front-end process at most ``calls_in_flight`` actor calls are in
+flight. Commands that arrive meanwhile wait in a bounded queue and all go in the next
+call, so a hot event costs a few actor calls per round trip rather than one per
+request. Two calls in flight (the default) let the actor's next group commit take this
+process's new commands while the previous call's answer is on its way back. When the
+queue is full the caller is told to come back later (503, Retry-After).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def actor_name(event_id: str) -> str:
 @dataclass(slots=True)
 class _Lane:
     queue: list[tuple[Command, asyncio.Future[Outcome]]] = field(default_factory=list)
-    busy: bool = False
+    in_flight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class GatewayConfig:
     namespace: str = "reservation"
     max_queue_per_event: int = 20_000
     max_batch: int = 2_000
+    calls_in_flight: int = 2
     call_timeout_s: float = 10.0
     idle_s: float = 900.0
     retry_after_s: int = 1
@@ -83,8 +86,8 @@ class InventoryGateway:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in commands]
         lane.queue.extend(zip(commands, futures, strict=True))
-        if not lane.busy:
-            lane.busy = True
+        if lane.in_flight < self.config.calls_in_flight:
+            lane.in_flight += 1
             task = loop.create_task(self._pump(event_id, lane))
             self._pumps.add(task)  # keep a reference until it finishes
             task.add_done_callback(self._pumps.discard)
@@ -108,8 +111,8 @@ class InventoryGateway:
                         fut.set_result(outcome)
         finally:
             # No await between the last queue check and this: nothing can slip in.
-            lane.busy = False
-            if not lane.queue:
+            lane.in_flight -= 1
+            if not lane.queue and not lane.in_flight:
                 self._lanes.pop(event_id, None)
 
     async def _call(self, event_id: str, commands: list[Command]) -> Reply:

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     hold_ttl_s: float = Field(default=600.0, gt=0)
     max_queue_per_event: int = Field(default=20_000, ge=1)
     max_batch: int = Field(default=2_000, ge=1)
+    # Actor calls in flight per event and front-end process (see actors/gateway.py).
+    calls_in_flight: int = Field(default=2, ge=1, le=64)
     actor_call_timeout_s: float = Field(default=10.0, gt=0)
     actor_idle_s: float = Field(default=900.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
