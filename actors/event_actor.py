@@ -145,7 +145,9 @@ class EventActor:
     def _ensure_loop(self) -> None:
         if self._loop_task is None:
             self._wake = asyncio.Event()
-            self._store = InventoryStore(make_engine(self._database_url, pool_size=1), self.event_id)
+            self._store = InventoryStore(
+                make_engine(self._database_url, pool_size=1, multi_statements=True), self.event_id
+            )
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -215,7 +217,7 @@ class EventActor:
             now = time.time()
             try:
                 async with self._store.batch(self._claim.epoch) as tx:
-                    await self._preload(tx, inv, batch)
+                    await self._preload(tx, inv, batch, orders=attempt > 1)
                     # Check and update happen here, with no await in between: serial.
                     inv.expire(now)
                     outcomes = [inv.apply(p.command, now) for p in batch]
@@ -232,8 +234,9 @@ class EventActor:
                 # The transaction rolled back: forget the applied commands by rebuilding.
                 self._claim = None
                 if attempt == 1 and is_integrity_error(exc) and await self._load():
-                    # A concurrent writer (another event's actor, same idempotency key)
-                    # got there first; the retry's preload will see its rows.
+                    # A key used before (see _preload), or a concurrent writer (another
+                    # event's actor, same key) got there first: the retry's preload
+                    # reads their rows.
                     continue
                 log.warning("event %s: commit failed: %s", self.event_id, exc)
                 self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
@@ -248,14 +251,23 @@ class EventActor:
                 p.future.set_result((outcome, size, commit_s))
         self._trim(inv)
 
-    async def _preload(self, tx: Any, inv: Inventory, batch: list[_Pending]) -> None:
-        """Load bookings and orders the batch refers to that memory does not hold."""
+    async def _preload(self, tx: Any, inv: Inventory, batch: list[_Pending], *, orders: bool) -> None:
+        """Load bookings and orders the batch refers to that memory does not hold.
+
+        A command for a booking that a hold of this same batch creates needs nothing.
+        Keyed new orders are looked up only when ``orders`` is set or memory knows their
+        booking: a first attempt writes them optimistically, and a key used before (a
+        replay after a restart, or one that memory let go) makes its insert fail on the
+        primary key, after which the batch runs again with the lookup. New keys, nearly
+        every order, cost no read.
+        """
         booking_ids: set[str] = set()
         order_ids: set[str] = set()
+        created = {p.command.booking_id for p in batch if isinstance(p.command, Hold)}
         for p in batch:
             cmd = p.command
             if isinstance(cmd, (Confirm, Release, Cancel)):
-                if cmd.booking_id not in inv.bookings:
+                if cmd.booking_id not in inv.bookings and cmd.booking_id not in created:
                     booking_ids.add(cmd.booking_id)
             elif isinstance(cmd, Hold):
                 new = cmd.new_order
@@ -263,7 +275,10 @@ class EventActor:
                     if cmd.booking_id not in inv.bookings:
                         booking_ids.add(cmd.booking_id)
                 elif new.idempotency_key is not None and new.order_id not in inv.orders:
-                    order_ids.add(new.order_id)
+                    # A booking memory holds under this id was made by an earlier request
+                    # (a multi-event order under the same key): its order decides.
+                    if orders or cmd.booking_id in inv.bookings:
+                        order_ids.add(new.order_id)
         for booking in await tx.load_bookings(booking_ids):
             if booking.booking_id not in inv.bookings:
                 inv.remember(booking)

@@ -59,8 +59,12 @@ def _install_sqlite_hooks(engine: AsyncEngine, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str, *, pool_size: int = 5, writer: bool = True) -> AsyncEngine:
-    """An async engine for ``url``; for SQLite, ``writer`` picks BEGIN IMMEDIATE."""
+def make_engine(url: str, *, pool_size: int = 5, writer: bool = True, multi_statements: bool = False) -> AsyncEngine:
+    """An async engine for ``url``; for SQLite, ``writer`` picks BEGIN IMMEDIATE.
+
+    ``multi_statements`` lets a MySQL/MariaDB connection take several statements in one
+    query (the event actors' group commits); off everywhere else.
+    """
     if is_sqlite(url):
         path = make_url(url).database
         if path and path != ":memory:":
@@ -73,13 +77,19 @@ def make_engine(url: str, *, pool_size: int = 5, writer: bool = True) -> AsyncEn
         )
         _install_sqlite_hooks(engine, immediate=writer)
         return engine
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if multi_statements:
+        from pymysql.constants import CLIENT
+
+        # Replaces SQLAlchemy's own flags, so FOUND_ROWS (rowcount = rows matched) stays.
+        connect_args["client_flag"] = CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
         pool_pre_ping=False,
-        connect_args={"connect_timeout": 5},
+        connect_args=connect_args,
     )
 
 

@@ -14,7 +14,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -318,3 +318,46 @@ async def test_live_actor_fenced_by_a_newer_claim(api: Api) -> None:
     assert sorted(r.order_id for r in snapshot["bookings"]) == sorted([first.json()["id"], order_id])
     assert_counters_match_rows(snapshot)
     assert (state["sold"], state["held"]) == (snapshot["event"].sold, 0) == (3, 0)
+
+
+async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> None:
+    """A new incarnation writes new keyed orders without reading first; old keys still replay.
+
+    The first incarnation books two keyed orders. A fresh actor (empty memory, as after a
+    restart) then gets, in one batch, a replay of the first, the second's key with another
+    body, and a new order: the replay's optimistic insert fails on the primary key, the
+    batch runs again with the lookup, and every command is answered as it should be, once.
+    """
+    from actors.event_actor import EventActor
+
+    host = await api.register("host")
+    customer = await api.register("customer")
+    account = customer["X-Account"]
+    event_id = (await api.create_event(host, capacity=10))["id"]
+    url = api.runtime.settings.store_url
+    first = EventActor(event_id, url)
+    hold_a, confirm_a, order_a = _hold_and_confirm(account, event_id, "a", 2)
+    hold_b, confirm_b, _ = _hold_and_confirm(account, event_id, "b", 1)
+    answers = (await first.submit([hold_a, confirm_a, hold_b, confirm_b])).outcomes
+    assert [o.code for o in answers] == [Code.OK] * 4
+
+    second = EventActor(event_id, url)
+    changed_b = replace(hold_b, new_order=NewOrder(hold_b.order_id, account, "other-body", "b"))
+    hold_c, confirm_c, order_c = _hold_and_confirm(account, event_id, "c", 3)
+    reply = await second.submit([hold_a, confirm_a, changed_b, hold_c, confirm_c])
+    replay_a, confirm_again, mismatch, held_c, confirmed_c = reply.outcomes
+    assert replay_a.ok and replay_a.replayed and replay_a.booking is not None
+    assert replay_a.booking.booking_id == hold_a.booking_id
+    assert confirm_again.ok
+    assert mismatch.code is Code.IDEMPOTENCY_MISMATCH
+    assert held_c.ok and not held_c.replayed and confirmed_c.ok
+    state = await second.state()
+    assert (state["sold"], state["held"]) == (6, 0)
+    assert state["epoch"] > (await first.state())["epoch"]
+
+    snapshot = await store_rows(api, event_id)
+    assert sorted((r.order_id, r.quantity, r.status) for r in snapshot["bookings"]) == sorted(
+        [(order_a, 2, "confirmed"), (hold_b.order_id, 1, "confirmed"), (order_c, 3, "confirmed")]
+    )
+    assert_counters_match_rows(snapshot)
+    assert snapshot["event"].sold == 6
