@@ -48,41 +48,43 @@ def _jsonable(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
-def install(app: FastAPI) -> None:
-    """Map the exception tree, validation errors and routing errors to problems."""
+def validation_problem(errors: Any) -> Response:
+    return problem(
+        422, "invalid-request", "Invalid request", "the request does not match the schema", errors=_jsonable(errors)
+    )
 
-    @app.exception_handler(ReservationError)
-    async def _domain(request: Request, exc: ReservationError) -> Response:
+
+def response_for(exc: Exception, method: str = "", path: str = "") -> Response:
+    """The problem answer for an exception, wherever in the app it was raised."""
+    if isinstance(exc, ReservationError):
         headers: dict[str, str] = {}
         if isinstance(exc, Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
         return problem(exc.status, exc.kind, exc.title, exc.detail, headers, **exc.extra)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return problem(
-            422, "invalid-request", "Invalid request", "the request does not match the schema",
-            errors=_jsonable(exc.errors()),
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    if isinstance(exc, RequestValidationError):
+        return validation_problem(exc.errors())
+    if isinstance(exc, StarletteHTTPException):
         kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP error"))
         return problem(exc.status_code, kind, title, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(DBAPIError)
-    async def _store(request: Request, exc: DBAPIError) -> Response:
-        if isinstance(exc, IntegrityError):
-            return problem(409, "conflict", "Conflict", "the change conflicts with stored data")
-        log.warning("store error on %s %s: %s", request.method, request.url.path, exc.orig)
+    if isinstance(exc, IntegrityError):
+        return problem(409, "conflict", "Conflict", "the change conflicts with stored data")
+    if isinstance(exc, DBAPIError):
+        log.warning("store error on %s %s: %s", method, path, exc.orig)
         return problem(
             503, "store-unavailable", "The store is unavailable", "the database did not answer; retry",
             {"Retry-After": "1"},
         )
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return problem(500, "internal", "Internal error", "an unexpected error occurred")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "Internal error", "an unexpected error occurred")
+
+def install(app: FastAPI) -> None:
+    """Map the exception tree, validation errors and routing errors to problems."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return response_for(exc, request.method, request.url.path)
+
+    for kind in (ReservationError, RequestValidationError, StarletteHTTPException, DBAPIError, Exception):
+        app.add_exception_handler(kind, handle)
