@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     hold_ttl_s: float = Field(default=600.0, gt=0)
     max_queue_per_event: int = Field(default=20_000, ge=1)
     max_batch: int = Field(default=2_000, ge=1)
+    # Serve the hot routes beneath FastAPI (see reservation/api/hot.py).
+    hot_routes: bool = True
     # Actor calls in flight per event and front-end process (see actors/gateway.py).
     calls_in_flight: int = Field(default=2, ge=1, le=64)
     actor_call_timeout_s: float = Field(default=10.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reservation import __version__
 from reservation.api import metrics, problems
+from reservation.api.hot import ReservationApp
 from reservation.api.routes import accounts, events, ops, orders
 from reservation.config import Settings, get_settings
 from reservation.runtime import Runtime
@@ -129,18 +131,23 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt: Runtime = app.state.runtime
         app.state.orders = OrderService(rt)
         app.state.events = EventService(rt)
+        # Everything loaded so far lives as long as the process: out of the cyclic
+        # collector's sight, its full passes walk only what requests create.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             if owned:
                 await rt.close()
 
-    app = FastAPI(
+    app = ReservationApp(
         title="Reservation server",
         version=__version__,
         description="Book events at on-sale peaks: per-event actors, durable group-committed bookings.",
         lifespan=lifespan,
     )
+    app.hot_routes = settings.hot_routes
     app.state.runtime = runtime
     if runtime is not None:
         app.state.orders = OrderService(runtime)

@@ -18,6 +18,21 @@ from reservation.services.orders import OrderService
 _bearer = HTTPBearer(auto_error=False, description="token from POST /api/tokens")
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, else None (as HTTPBearer reads it)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is not None and (not 1 <= len(key) <= 255 or not key.isprintable()):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
+    return key
+
+
 async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
@@ -28,7 +43,8 @@ async def current_principal(
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("send a bearer token (POST /api/tokens)")
-    return request.app.state.runtime.tokens.read(credentials.credentials)
+    principal: Principal = request.app.state.runtime.tokens.read(credentials.credentials)
+    return principal
 
 
 async def optional_principal(
@@ -36,7 +52,8 @@ async def optional_principal(
 ) -> Principal | None:
     if credentials is None:
         return None
-    return request.app.state.runtime.tokens.read(credentials.credentials)
+    principal: Principal = request.app.state.runtime.tokens.read(credentials.credentials)
+    return principal
 
 
 async def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -54,11 +71,7 @@ async def idempotency_key(
         ),
     ] = None,
 ) -> str | None:
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable characters")
-    return key
+    return check_idempotency_key(key)
 
 
 async def order_service(request: Request) -> OrderService:

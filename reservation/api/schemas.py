@@ -7,8 +7,9 @@ it does not own (status, price of a booking, counters) or send unbounded data.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from reservation.auth import Role
@@ -204,3 +205,8 @@ class OrderRead(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderRead]
     next_cursor: str | None
+
+
+def order_json(view: dict[str, Any]) -> bytes:
+    """An order as the API answers it (``OrderRead``'s fields; UTC times end in Z, as pydantic writes them)."""
+    return orjson.dumps(view, option=orjson.OPT_UTC_Z)

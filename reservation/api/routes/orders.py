@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
 
 from reservation.api.deps import CurrentUser, IdempotencyKey, Orders, RuntimeDep
-from reservation.api.schemas import OrderCreate, OrderPage, OrderRead
+from reservation.api.schemas import OrderCreate, OrderPage, OrderRead, order_json
 from reservation.errors import InvalidRequest, NotFound
 from reservation.services.events import decode_cursor, encode_cursor
 from reservation.services.orders import order_view
@@ -16,10 +17,10 @@ from reservation.store import order_records
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
-@router.post("", status_code=201, response_model=OrderRead)
-async def place(body: OrderCreate, who: CurrentUser, orders: Orders, key: IdempotencyKey) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=OrderRead, response_class=Response)
+async def place(body: OrderCreate, who: CurrentUser, orders: Orders, key: IdempotencyKey) -> Response:
     """Book every item or none. Send an Idempotency-Key to retry safely."""
-    return await orders.place(who, body, key)
+    return Response(order_json(await orders.place(who, body, key)), status_code=201, media_type="application/json")
 
 
 @router.get("", response_model=OrderPage)

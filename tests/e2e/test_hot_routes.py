@@ -1,0 +1,216 @@
+"""The hot routes keep the API's contract whether they are answered beneath FastAPI or by it.
+
+Every test here runs twice: with ``hot_routes`` on (the default, ``reservation/api/hot.py``
+answers GET /healthz, POST /api/orders and the public event reads) and off (FastAPI's
+routes answer everything). The same requests must get the same statuses, problem types,
+headers and bodies, and the test checks which layer actually answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from prometheus_client.parser import text_string_to_metric_families
+
+from reservation.api.hot import ReservationApp
+from reservation.domain.ids import new_id
+from tests.conftest import Api, account, assert_problem, auth, open_api
+
+
+@pytest.fixture(params=[True, False], ids=["hot", "fastapi"])
+async def served(
+    request: pytest.FixtureRequest, sqlite_url: str, ray_session: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Api, list[str]]]:
+    """A front end with hot routes on or off, and the paths the hot layer answered."""
+    answered: list[str] = []
+    serve = ReservationApp._serve
+
+    async def spy(self: ReservationApp, found: Any, scope: Any, receive: Any, send: Any, param: str) -> bool:
+        done = await serve(self, found, scope, receive, send, param)
+        if done:
+            answered.append(f"{scope['method']} {found[0]}")
+        return done
+
+    monkeypatch.setattr(ReservationApp, "_serve", spy)
+    namespace = ray.get_runtime_context().namespace
+    async with open_api(sqlite_url, tmp_path, ray_namespace=namespace, hot_routes=request.param) as api:
+        yield api, answered
+
+
+def hot(served: tuple[Api, list[str]]) -> bool:
+    return bool(served[0].runtime.settings.hot_routes)
+
+
+def order_body(*event_ids: str, attendees: int = 1) -> dict[str, Any]:
+    return {
+        "items": [{"event_id": e, "attendees": [{"name": f"Guest {n}"} for n in range(attendees)]} for e in event_ids]
+    }
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+async def test_booking_contract(served: tuple[Api, list[str]]) -> None:
+    api, answered = served
+    host, customer = await account(api, "host"), await account(api)
+    event = await api.create_event(host, capacity=3, oversell_capacity=0)
+    post = api.client.post
+    headers = {**auth(customer), "Idempotency-Key": "contract-1"}
+    before = samples((await api.client.get("/metrics")).text)
+
+    first = await post("/api/orders", json=order_body(event["id"], attendees=2), headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.headers["content-type"] == "application/json"
+    order = first.json()
+    assert set(order) == {"id", "status", "total", "created_at", "items"}
+    assert order["status"] == "confirmed" and order["total"] == {"amount": 5000, "currency": "EUR"}
+    assert order["created_at"].endswith("Z")
+    (item,) = order["items"]
+    assert set(item) == {"id", "event_id", "status", "quantity", "unit_price", "attendees"}
+    assert (item["event_id"], item["status"], item["quantity"]) == (event["id"], "confirmed", 2)
+    assert item["attendees"] == [{"name": "Guest 0", "email": None}, {"name": "Guest 1", "email": None}]
+
+    # The replay answers the same bytes' meaning; the same key with another body is refused.
+    replay = await post("/api/orders", json=order_body(event["id"], attendees=2), headers=headers)
+    assert replay.status_code == 201 and replay.json() == order
+    assert_problem(
+        await post("/api/orders", json=order_body(event["id"]), headers=headers), 422, "idempotency-mismatch"
+    )
+    sold_out = await post("/api/orders", json=order_body(event["id"], attendees=2), headers=auth(customer))
+    assert assert_problem(sold_out, 409, "sold-out")["event_id"] == event["id"]
+    assert_problem(await post("/api/orders", json=order_body(new_id()), headers=auth(customer)), 404, "not-found")
+
+    after = samples((await api.client.get("/metrics")).text)
+    created = ("reservation_http_requests_total", (("method", "POST"), ("route", "/api/orders"), ("status", "201")))
+    refused = ("reservation_http_requests_total", (("method", "POST"), ("route", "/api/orders"), ("status", "409")))
+    assert after[created] - before.get(created, 0) == 2
+    assert after[refused] - before.get(refused, 0) == 1
+    assert answered.count("POST /api/orders") == (5 if hot(served) else 0)
+
+
+async def test_refused_bookings(served: tuple[Api, list[str]]) -> None:
+    api, answered = served
+    host, customer = await account(api, "host"), await account(api)
+    event = (await api.create_event(host, capacity=5))["id"]
+    post = api.client.post
+    body = order_body(event)
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic dXNlcjpwdw=="}):
+        r = await post("/api/orders", json=body, headers=headers)
+        assert_problem(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"] == "Bearer"
+    long_key = {**auth(customer), "Idempotency-Key": "k" * 256}
+    assert (
+        "Idempotency-Key"
+        in assert_problem(await post("/api/orders", json=body, headers=long_key), 422, "invalid-request")["detail"]
+    )
+    for bad, field in (
+        ({**body, "discount": 5}, "discount"),
+        ({"items": []}, "items"),
+        ({"items": [{"event_id": event, "attendees": []}]}, "attendees"),
+        ({"items": [{"event_id": event, "attendees": [{"name": "A", "email": "not-an-email"}]}]}, "email"),
+    ):
+        problem = assert_problem(await post("/api/orders", json=bad, headers=auth(customer)), 422, "invalid-request")
+        assert any(field in e["loc"] for e in problem["errors"]), problem
+        assert all(e["loc"][0] == "body" and {"loc", "msg", "type"} <= e.keys() for e in problem["errors"]), problem
+    twice = {"items": [*body["items"], *body["items"]]}
+    problem = assert_problem(await post("/api/orders", json=twice, headers=auth(customer)), 422, "invalid-request")
+    assert "once" in problem["errors"][0]["msg"]
+    not_json = await post(
+        "/api/orders", content=b"{not json", headers={**auth(customer), "Content-Type": "application/json"}
+    )
+    assert_problem(not_json, 422, "invalid-request")
+    as_text = await post(
+        "/api/orders", content=b'{"items": []}', headers={**auth(customer), "Content-Type": "text/plain"}
+    )
+    assert_problem(as_text, 422, "invalid-request")
+    limit = api.runtime.settings.max_body_bytes
+    big = order_body(event) | {"items": [{"event_id": event, "attendees": [{"name": "x" * 150}] * (limit // 150 + 1)}]}
+    too_big = await post("/api/orders", json=big, headers=auth(customer))
+    assert str(limit) in assert_problem(too_big, 413, "body-too-large")["detail"]
+
+    # Nothing above booked a seat.
+    api.runtime.events_cache.invalidate()
+    view = (await api.client.get(f"/api/events/{event}", headers=auth(host))).json()
+    assert (view["sold"], view["held"]) == (0, 0)
+    assert len([a for a in answered if a == "POST /api/orders"]) == (12 if hot(served) else 0)
+
+
+async def test_reads_and_probe(served: tuple[Api, list[str]]) -> None:
+    api, answered = served
+    host, customer = await account(api, "host"), await account(api)
+    tag = new_id()[-8:]
+    ids = [
+        (
+            await api.create_event(
+                host,
+                title=f"Read {tag} {n}",
+                starts_at=f"2031-02-0{n + 1}T20:00:00Z",
+                ends_at=f"2031-02-0{n + 1}T23:00:00Z",
+            )
+        )["id"]
+        for n in range(3)
+    ]
+    get = api.client.get
+
+    health = await get("/healthz")
+    assert (health.status_code, health.json(), health.headers["content-type"]) == (
+        200,
+        {"status": "ok"},
+        "application/json",
+    )
+
+    public = await get(f"/api/events/{ids[0]}")
+    assert public.status_code == 200 and public.headers["content-type"] == "application/json"
+    assert public.json()["id"] == ids[0] and "sold" not in public.json()
+    as_customer = await get(f"/api/events/{ids[0]}", headers=auth(customer))
+    assert as_customer.json() == public.json()
+    as_host = await get(f"/api/events/{ids[0]}", headers=auth(host))
+    assert as_host.status_code == 200 and {"sold", "held", "capacity"} <= as_host.json().keys()
+    assert_problem(await get(f"/api/events/{new_id()}"), 404, "not-found")
+    bad_token = await get(f"/api/events/{ids[0]}", headers={"Authorization": "Bearer nope"})
+    assert_problem(bad_token, 401, "unauthorized")
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"page_size": 2} | ({"cursor": cursor} if cursor else {})
+        page = await get("/api/events", params=params)
+        assert page.status_code == 200 and page.headers["content-type"] == "application/json", page.text
+        seen += [e["id"] for e in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert [i for i in seen if i in ids] == ids
+    for params in ({"page_size": 0}, {"page_size": 101}, {"page_size": "x"}, {"cursor": "!!!"}):
+        assert_problem(await get("/api/events", params=params), 422, "invalid-request")
+    searched = await get("/api/events", params={"q": f"Read {tag} 1", "page_size": 5})
+    assert [e["id"] for e in searched.json()["items"]] == [ids[1]]
+
+    if hot(served):
+        assert "GET /healthz" in answered
+        assert answered.count("GET /api/events/{event_id}") == 4  # the host's own view went to FastAPI
+        assert "GET /api/events" in answered
+    else:
+        assert answered == []
+
+
+async def test_hot_layer_leaves_other_routes_to_fastapi(served: tuple[Api, list[str]]) -> None:
+    api, answered = served
+    customer = await account(api)
+    r = await api.client.get("/api/orders", headers=auth(customer))
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+    assert_problem(await api.client.put("/api/orders", json={}, headers=auth(customer)), 405, "method-not-allowed")
+    assert_problem(await api.client.get("/api/events/x/y"), 404, "not-found")
+    spec = (await api.client.get("/openapi.json")).json()
+    assert spec["paths"]["/api/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert answered == []
