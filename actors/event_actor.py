@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 # looked up in the store when a retry refers to them.
 MEMORY_BOOKINGS = 50_000
 MEMORY_ORDERS = 50_000
+# How often what survived the young collections is moved out of the cyclic collector's
+# sight (see _spare_gc), and how often it is all looked at once.
+FREEZE_EVERY_S = 1.0
+FULL_GC_EVERY_S = 900.0
 
 
 @dataclass
@@ -91,6 +96,7 @@ class EventActor:
         self._closing = False
         self._missing = False
         self._last_command = time.monotonic()
+        self._frozen_at = self._collected_at = time.monotonic()
         self.batches = 0
 
     # ------------------------------------------------------------ public calls
@@ -250,6 +256,7 @@ class EventActor:
             if not p.future.done():
                 p.future.set_result((outcome, size, commit_s))
         self._trim(inv)
+        self._spare_gc()
 
     async def _preload(self, tx: Any, inv: Inventory, batch: list[_Pending], *, orders: bool) -> None:
         """Load bookings and orders the batch refers to that memory does not hold.
@@ -274,11 +281,14 @@ class EventActor:
                 if new is None:
                     if cmd.booking_id not in inv.bookings:
                         booking_ids.add(cmd.booking_id)
-                elif new.idempotency_key is not None and new.order_id not in inv.orders:
+                elif (
+                    new.idempotency_key is not None
+                    and new.order_id not in inv.orders
                     # A booking memory holds under this id was made by an earlier request
                     # (a multi-event order under the same key): its order decides.
-                    if orders or cmd.booking_id in inv.bookings:
-                        order_ids.add(new.order_id)
+                    and (orders or cmd.booking_id in inv.bookings)
+                ):
+                    order_ids.add(new.order_id)
         for booking in await tx.load_bookings(booking_ids):
             if booking.booking_id not in inv.bookings:
                 inv.remember(booking)
@@ -292,6 +302,27 @@ class EventActor:
         for p in batch:
             if not p.future.done():
                 p.future.set_result((Outcome(code, detail=detail), len(batch), 0.0))
+
+    def _spare_gc(self) -> None:
+        """Keep the cyclic collector's full passes short, so they do not stall batches.
+
+        The actor holds tens of thousands of bookings and memos; a full collection walks
+        every one of them, and on this machine that stalled a batch (and every caller in
+        it) for tens of milliseconds. Once a second, after a cheap young-generation pass,
+        what survived is frozen: full passes skip it, while reference counting still
+        frees it when memory lets it go. Every FULL_GC_EVERY_S it is all thawed and
+        collected once, for any cycle that was frozen along the way.
+        """
+        now = time.monotonic()
+        if now - self._collected_at >= FULL_GC_EVERY_S:
+            self._collected_at = self._frozen_at = now
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        elif now - self._frozen_at >= FREEZE_EVERY_S:
+            self._frozen_at = now
+            gc.collect(1)
+            gc.freeze()
 
     def _trim(self, inv: Inventory) -> None:
         if len(inv.bookings) > MEMORY_BOOKINGS:
