@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pymysql
+from pymysql.constants import SERVER_STATUS
+from pymysql.converters import escape_string
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -327,16 +329,27 @@ class _Statements:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        escape = driver.escape_string
+        if driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+
+            def escape(text: str) -> str:
+                return text.replace("'", "''")
+
+        else:
+            escape = escape_string  # what the driver itself does in this mode
 
         def literal(value: Any) -> str:
+            kind = type(value)
+            if kind is str:
+                return "'" + escape(value) + "'"
+            if kind is int:
+                return str(value)
             if value is None:
                 return "NULL"
-            if isinstance(value, str):
-                return "'" + escape(value) + "'"
-            if isinstance(value, int):  # bool included
+            if isinstance(value, int):  # bool and int subclasses
                 return str(int(value))
-            raise TypeError(f"no SQL literal for {type(value).__name__}")
+            if isinstance(value, str):
+                return "'" + escape(str(value)) + "'"
+            raise TypeError(f"no SQL literal for {kind.__name__}")
 
         parts = []
         for sql, rows, is_insert in self._items:
