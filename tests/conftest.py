@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
@@ -201,6 +202,15 @@ def assert_problem(r: httpx.Response, status: int, kind: str) -> dict[str, Any]:
     assert body["status"] == status, body
     assert body["title"] and body["detail"], body
     return body
+
+def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text as {(sample name, sorted labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
 
 def auth(who: dict[str, str]) -> dict[str, str]:
     return {"Authorization": who["Authorization"]}

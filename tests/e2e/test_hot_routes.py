@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import ray
-from prometheus_client.parser import text_string_to_metric_families
 
 from reservation.api.hot import ReservationApp
 from reservation.domain.ids import new_id
-from tests.conftest import Api, account, assert_problem, auth, open_api
+from tests.conftest import Api, account, assert_problem, auth, metric_samples, open_api
 
 
 @pytest.fixture(params=[True, False], ids=["hot", "fastapi"])
@@ -51,21 +50,13 @@ def order_body(*event_ids: str, attendees: int = 1) -> dict[str, Any]:
     }
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
 async def test_booking_contract(served: tuple[Api, list[str]]) -> None:
     api, answered = served
     host, customer = await account(api, "host"), await account(api)
     event = await api.create_event(host, capacity=3, oversell_capacity=0)
     post = api.client.post
     headers = {**auth(customer), "Idempotency-Key": "contract-1"}
-    before = samples((await api.client.get("/metrics")).text)
+    before = metric_samples((await api.client.get("/metrics")).text)
 
     first = await post("/api/orders", json=order_body(event["id"], attendees=2), headers=headers)
     assert first.status_code == 201, first.text
@@ -89,7 +80,7 @@ async def test_booking_contract(served: tuple[Api, list[str]]) -> None:
     assert assert_problem(sold_out, 409, "sold-out")["event_id"] == event["id"]
     assert_problem(await post("/api/orders", json=order_body(new_id()), headers=auth(customer)), 404, "not-found")
 
-    after = samples((await api.client.get("/metrics")).text)
+    after = metric_samples((await api.client.get("/metrics")).text)
     created = ("reservation_http_requests_total", (("method", "POST"), ("route", "/api/orders"), ("status", "201")))
     refused = ("reservation_http_requests_total", (("method", "POST"), ("route", "/api/orders"), ("status", "409")))
     assert after[created] - before.get(created, 0) == 2

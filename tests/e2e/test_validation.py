@@ -17,10 +17,9 @@ import httpx
 import orjson
 import pytest
 import ray
-from prometheus_client.parser import text_string_to_metric_families
 
 from reservation.domain.ids import new_id
-from tests.conftest import Api, account, assert_problem, auth, open_api
+from tests.conftest import Api, account, assert_problem, auth, metric_samples, open_api
 
 PROBLEM = "application/problem+json"
 
@@ -311,14 +310,6 @@ async def test_event_list_pages_through_every_match_once(api: Api) -> None:
 # ------------------------------------------------------------------ operations
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
 async def test_operator_endpoints(api: Api) -> None:
     health = await api.client.get("/healthz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
@@ -328,13 +319,13 @@ async def test_operator_endpoints(api: Api) -> None:
 
     host, customer = await account(api, "host"), await account(api)
     event = (await api.create_event(host, capacity=5))["id"]
-    before = samples((await api.client.get("/metrics")).text)
+    before = metric_samples((await api.client.get("/metrics")).text)
     booked = await api.book(customer, [event])
     assert booked.status_code == 201, booked.text
     r = await api.client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
-    after = samples(r.text)
+    after = metric_samples(r.text)
     created = (
         "reservation_http_requests_total",
         (("method", "POST"), ("route", "/api/orders"), ("status", "201")),
