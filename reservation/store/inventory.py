@@ -351,25 +351,51 @@ class _Statements:
                 return "'" + escape(str(value)) + "'"
             raise TypeError(f"no SQL literal for {kind.__name__}")
 
-        parts = []
+        # Statements (long inserts split into several) packed into queries of at most
+        # MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
+        # becomes a few round trips instead of one the server would refuse.
+        queries: list[list[str]] = [[]]
+        size = 0
+
+        def add(statement: str) -> None:
+            nonlocal size
+            if queries[-1] and size + len(statement) > MAX_QUERY_CHARS:
+                queries.append([])
+                size = 0
+            queries[-1].append(statement)
+            size += len(statement) + 2
+
         for sql, rows, is_insert in self._items:
-            if is_insert:
-                parts.append(sql + ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in rows))
-            else:
-                parts.append(sql % tuple(map(literal, rows[0])))
+            if not is_insert:
+                add(sql % tuple(map(literal, rows[0])))
+                continue
+            values: list[str] = []
+            length = len(sql)
+            for row in rows:
+                value = "(" + ", ".join(map(literal, row)) + ")"
+                if values and length + len(value) > MAX_QUERY_CHARS:
+                    add(sql + ", ".join(values))
+                    values, length = [], len(sql)
+                values.append(value)
+                length += len(value) + 2
+            add(sql + ", ".join(values))
         cursor = await driver.cursor()
         try:
-            await cursor.execute(";\n".join(parts))
-            first = int(cursor.rowcount)
-            # Read every result: a later statement's error surfaces here, and the
-            # connection must be drained before the COMMIT (or the ROLLBACK).
-            if first == 1:
-                while await cursor.nextset():
-                    pass
-            else:
-                with contextlib.suppress(pymysql.err.Error):
+            first = -1
+            for query in queries:
+                await cursor.execute(";\n".join(query))
+                if first < 0:
+                    first = int(cursor.rowcount)
+                # Read every result: a later statement's error surfaces here, and the
+                # connection must be drained before the next query, COMMIT or ROLLBACK.
+                if first == 1:
                     while await cursor.nextset():
                         pass
+                else:
+                    with contextlib.suppress(pymysql.err.Error):
+                        while await cursor.nextset():
+                            pass
+                    break
         finally:
             await cursor.close()
         return first
@@ -384,6 +410,9 @@ def _order_status(status: BookingStatus) -> str:
 
 
 _INSERT_HEADS: dict[str, str] = {}
+# Longest query an actor sends, in characters (at most 4 MB of UTF-8; pymysql splits
+# its own multi-row inserts at 1 MB, and MariaDB refuses queries over max_allowed_packet).
+MAX_QUERY_CHARS = 1_000_000
 
 
 def _sql_time(dt: datetime) -> str:

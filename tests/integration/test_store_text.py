@@ -7,9 +7,13 @@ and must not end or add a statement.
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiomysql
+import pytest
 from sqlalchemy import func, select
 
-from reservation.store.schema import attendees, bookings
+from reservation.store.schema import attendees, bookings, events
 from tests.conftest import Api, auth
 
 NAMES = [
@@ -43,12 +47,80 @@ async def test_names_and_keys_come_back_unchanged(api: Api) -> None:
 
     async with api.runtime.reader.connect() as conn:
         names = (
-            await conn.execute(
-                select(attendees.c.name).where(attendees.c.event_id == event).order_by(attendees.c.position)
+            (
+                await conn.execute(
+                    select(attendees.c.name).where(attendees.c.event_id == event).order_by(attendees.c.position)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         rows = (
             await conn.execute(select(func.count()).select_from(bookings).where(bookings.c.event_id == event))
         ).scalar_one()
     assert names == [n.strip() for n in NAMES]
     assert rows == 1, "the replay booked again"
+
+
+async def test_a_batch_longer_than_one_query_is_sent_in_several(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On MariaDB a group commit's statements are split into queries of bounded length.
+
+    With the bound lowered to a few kilobytes, one batch of 30 orders of 5 attendees
+    takes many queries in one transaction; everything is stored once and the counters
+    match the rows. (SQLite sends statements one by one and ignores the bound.)
+    """
+    from actors.event_actor import EventActor
+    from reservation.domain.commands import Attendee, Code, Confirm, Hold, NewOrder
+    from reservation.domain.ids import booking_id_for, order_id_for_key
+    from reservation.store import inventory
+
+    monkeypatch.setattr(inventory, "MAX_QUERY_CHARS", 3_000)
+    queries: list[int] = []
+    execute = aiomysql.Cursor.execute
+
+    async def counted(self: aiomysql.Cursor, query: str, args: Any = None) -> Any:
+        queries.append(len(query))
+        return await execute(self, query, args)
+
+    monkeypatch.setattr(aiomysql.Cursor, "execute", counted)
+    host = await api.register("host")
+    customer = await api.register("customer")
+    account = customer["X-Account"]
+    event = (await api.create_event(host, capacity=500))["id"]
+    commands: list[Any] = []
+    for n in range(30):
+        order_id = order_id_for_key(account, f"split-{n}")
+        booking_id = booking_id_for(order_id, event)
+        people = tuple(Attendee(f"Guest {n}-{i} " + "x" * 100, f"g{n}.{i}@example.com") for i in range(5))
+        commands.append(
+            Hold(
+                f"hold:{booking_id}",
+                booking_id,
+                order_id,
+                account,
+                people,
+                600.0,
+                NewOrder(order_id, account, f"hash-{n}", f"split-{n}"),
+            )
+        )
+        commands.append(Confirm(f"confirm:{booking_id}", booking_id))
+    actor = EventActor(event, api.runtime.settings.store_url)
+    reply = await actor.submit(commands)
+    assert [o.code for o in reply.outcomes] == [Code.OK] * 60
+    assert reply.batch_sizes == [60], "not one batch"
+    if api.runtime.settings.store_url.startswith("mysql"):
+        # 30 x (order, key, booking, 5 attendees) of ~150 characters each: ~45 queries.
+        assert len(queries) >= 10, queries
+        assert max(queries) <= 3_000 + 1_000, "a query went past the bound by more than one row"
+
+    async with api.runtime.reader.connect() as conn:
+        booked = (
+            await conn.execute(select(func.count(), func.sum(bookings.c.quantity)).where(bookings.c.event_id == event))
+        ).one()
+        people_rows = (
+            await conn.execute(select(func.count()).select_from(attendees).where(attendees.c.event_id == event))
+        ).scalar_one()
+        sold = (await conn.execute(select(events.c.sold).where(events.c.id == event))).scalar_one()
+    assert tuple(booked) == (30, 150)
+    assert people_rows == 150
+    assert sold == 150
