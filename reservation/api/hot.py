@@ -55,6 +55,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    """The client went away before its body arrived: nobody to answer."""
+
+
 class HotRequest:
     """What a hot handler needs from the ASGI scope: headers, query, body."""
 
@@ -78,8 +82,8 @@ class HotRequest:
         seen = 0
         while True:
             message = await self.receive()
-            if message["type"] != "http.request":  # the client went away
-                raise ConnectionError("client disconnected")
+            if message["type"] != "http.request":
+                raise _Disconnected
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > limit:
@@ -207,7 +211,7 @@ class ReservationApp(FastAPI):
             status = await _send_response(response, scope, receive, send)
         except _BodyInvalid as exc:
             status = await _send_response(validation_problem(exc.errors), scope, receive, send)
-        except ConnectionError:
+        except _Disconnected:
             return True
         except Exception as exc:  # the same answers as FastAPI's exception handlers
             status = await _send_response(response_for(exc, method, scope["path"]), scope, receive, send)

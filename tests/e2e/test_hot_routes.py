@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import ray
 
+from reservation.api.app import create_app
 from reservation.api.hot import ReservationApp
 from reservation.domain.ids import new_id
 from tests.conftest import Api, account, assert_problem, auth, metric_samples, open_api
@@ -205,3 +207,26 @@ async def test_hot_layer_leaves_other_routes_to_fastapi(served: tuple[Api, list[
     spec = (await api.client.get("/openapi.json")).json()
     assert spec["paths"]["/api/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert answered == []
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), ConnectionRefusedError("store gone")], ids=["runtime", "connection"]
+)
+async def test_unexpected_errors_answer_500_problem(
+    served: tuple[Api, list[str]], monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """An error nobody expected is still answered (never a hung request), as a problem."""
+    api, _ = served
+    host, customer = await account(api, "host"), await account(api)
+    event = (await api.create_event(host, capacity=5))["id"]
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    # What both layers' booking path calls. Starlette re-raises an unhandled error to the
+    # server after answering it (for its log), so this client does not pass it on.
+    monkeypatch.setattr(api.runtime.gateway, "execute", failing)
+    transport = httpx.ASGITransport(app=create_app(runtime=api.runtime), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.post("/api/orders", json=order_body(event), headers=auth(customer))
+    assert_problem(r, 500, "internal")
