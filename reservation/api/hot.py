@@ -178,6 +178,8 @@ _EXACT: dict[tuple[str, str], tuple[str, Handler]] = {
     ("GET", "/api/events"): ("/api/events", event_list),
 }
 _EVENT_PREFIX = "/api/events/"
+# The labelled metric children of each (method, route, status), looked up once.
+_METRIC_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 class ReservationApp(FastAPI):
@@ -231,8 +233,14 @@ class ReservationApp(FastAPI):
                 }
             )
             await send({"type": "http.response.body", "body": answer.body})
-        metrics.REQUESTS.labels(method, route, str(status)).inc()
-        metrics.LATENCY.labels(method, route).observe(time.perf_counter() - started)
+        children = _METRIC_CHILDREN.get((method, route, status))
+        if children is None:
+            children = _METRIC_CHILDREN[(method, route, status)] = (
+                metrics.REQUESTS.labels(method, route, str(status)),
+                metrics.LATENCY.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
         if status == 503:
             metrics.SHED.labels("unavailable").inc()
         return True
