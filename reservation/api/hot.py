@@ -136,11 +136,10 @@ async def place_order(app: FastAPI, req: HotRequest) -> Answer:
 
 
 async def event_detail(app: FastAPI, req: HotRequest) -> Answer | None:
-    viewer = _principal(app, req, required=False)
-    found = await app.state.events.get(req.param, viewer)
-    if not isinstance(found, bytes):
-        return None  # the host's own view: FastAPI validates and writes it
-    return Answer(200, found)
+    body = await app.state.events.public(req.param, _principal(app, req, required=False))
+    if body is None:
+        return None  # the host's own view: FastAPI reads, validates and writes it
+    return Answer(200, body)
 
 
 _LIST_PARAMS = {"page_size", "cursor"}

@@ -164,8 +164,16 @@ class EventService:
 
     async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any] | bytes:
         """One event: the host's view (fresh) for its host, else the public view as cached JSON."""
+        body = await self.public(event_id, viewer)
+        if body is None:
+            assert viewer is not None
+            return await self.get_for_host(viewer, event_id)
+        return body
 
-        async def public() -> tuple[str, bytes] | None:
+    async def public(self, event_id: str, viewer: Principal | None) -> bytes | None:
+        """The public view as cached JSON; None when ``viewer`` is the event's host, who sees more."""
+
+        async def load() -> tuple[str, bytes] | None:
             row = await catalog.get_event(self.rt.reader, event_id)
             if row is None:
                 return None
@@ -173,12 +181,12 @@ class EventService:
 
         # Readers share one serialised answer per event for the cache's lifetime; the
         # host id kept beside it tells the host apart without a database read.
-        cached: tuple[str, bytes] | None = await self.rt.events_cache.get(("event", event_id), public)
+        cached: tuple[str, bytes] | None = await self.rt.events_cache.get(("event", event_id), load)
         if cached is None:
             raise NotFound("no such event")
         host_id, body = cached
         if viewer is not None and viewer.account_id == host_id:
-            return await self.get_for_host(viewer, event_id)
+            return None
         return body
 
     async def browse(
