@@ -27,6 +27,13 @@ class TtlCache:
         self._values: dict[Any, tuple[float, Any]] = {}
         self._loading: dict[Any, asyncio.Future[Any]] = {}
 
+    def peek(self, key: Any) -> Any:
+        """The fresh cached value of ``key``, or None (without loading anything)."""
+        hit = self._values.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     async def get(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
         now = time.monotonic()
         hit = self._values.get(key)

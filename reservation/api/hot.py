@@ -136,7 +136,8 @@ async def place_order(app: FastAPI, req: HotRequest) -> Answer:
 
 
 async def event_detail(app: FastAPI, req: HotRequest) -> Answer | None:
-    body = await app.state.events.public(req.param, _principal(app, req, required=False))
+    viewer = _principal(app, req, required=False)
+    body = app.state.events.cached_public(req.param, viewer) or await app.state.events.public(req.param, viewer)
     if body is None:
         return None  # the host's own view: FastAPI reads, validates and writes it
     return Answer(200, body)
@@ -145,23 +146,44 @@ async def event_detail(app: FastAPI, req: HotRequest) -> Answer | None:
 _LIST_PARAMS = {"page_size", "cursor"}
 
 
-async def event_list(app: FastAPI, req: HotRequest) -> Answer | None:
-    query = parse_qsl(req.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+def _list_query(raw: bytes) -> tuple[int, str | None] | None:
+    """(page_size, cursor) of a list query this layer answers; None leaves it to FastAPI."""
+    query = parse_qsl(raw.decode("latin-1"), keep_blank_values=True)
     names = [name for name, _ in query]
     if not set(names) <= _LIST_PARAMS or len(names) != len(set(names)):
         return None  # search and date filters, repeated parameters: FastAPI checks them
     params = dict(query)
-    rt = app.state.runtime
     page_size = params.get("page_size", "20")
     if not page_size.isdigit() or int(page_size) < 1:
         return None  # FastAPI's own message for a malformed integer
-    if int(page_size) > rt.settings.max_page_size:
-        raise InvalidRequest(f"page_size is at most {rt.settings.max_page_size}")
     cursor = params.get("cursor") or None
     if cursor is not None and len(cursor) > 500:
         return None
-    body = await app.state.events.browse(
-        text=None, starts_from=None, starts_to=None, cursor=cursor, limit=int(page_size)
+    return int(page_size), cursor
+
+
+# Parsed list queries: browsing clients repeat the same few, byte for byte.
+_LIST_QUERIES: dict[bytes, tuple[int, str | None] | None] = {}
+
+
+async def event_list(app: FastAPI, req: HotRequest) -> Answer | None:
+    raw: bytes = req.scope["query_string"]
+    if raw in _LIST_QUERIES:
+        parsed = _LIST_QUERIES[raw]
+    else:
+        parsed = _list_query(raw)
+        if len(_LIST_QUERIES) >= 1024:
+            _LIST_QUERIES.clear()
+        _LIST_QUERIES[raw] = parsed
+    if parsed is None:
+        return None
+    page_size, cursor = parsed
+    limit = app.state.runtime.settings.max_page_size
+    if page_size > limit:
+        raise InvalidRequest(f"page_size is at most {limit}")
+    events = app.state.events
+    body = events.cached_page(cursor, page_size) or await events.browse(
+        text=None, starts_from=None, starts_to=None, cursor=cursor, limit=page_size
     )
     return Answer(200, body)
 

@@ -170,6 +170,21 @@ class EventService:
             return await self.get_for_host(viewer, event_id)
         return body
 
+    def cached_public(self, event_id: str, viewer: Principal | None) -> bytes | None:
+        """``public`` when the cache holds the answer and the viewer is not the host, else None."""
+        cached = self.rt.events_cache.peek(("event", event_id))
+        if cached is None or (viewer is not None and viewer.account_id == cached[0]):
+            return None
+        body: bytes = cached[1]
+        return body
+
+    def cached_page(self, cursor: str | None, limit: int) -> bytes | None:
+        """An unfiltered page from the cache, or None (``browse`` then loads it)."""
+        if cursor:
+            return None
+        body: bytes | None = self.rt.events_cache.peek(("list", None, None, None, None, limit))
+        return body
+
     async def public(self, event_id: str, viewer: Principal | None) -> bytes | None:
         """The public view as cached JSON; None when ``viewer`` is the event's host, who sees more."""
 
