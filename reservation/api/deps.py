@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from reservation.auth import Principal, Role
 from reservation.errors import Forbidden, InvalidRequest, Unauthorized
@@ -19,12 +20,21 @@ _bearer = HTTPBearer(auto_error=False, description="token from POST /api/tokens"
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, else None (as HTTPBearer reads it)."""
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
+    """The token of an ``Authorization: Bearer`` header, else None, as ``HTTPBearer`` reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not token:
         return None
     return token
+
+
+def principal_for(rt: Runtime, token: str | None, *, required: bool) -> Principal | None:
+    """Who a bearer token speaks for; without one, None or (``required``) 401."""
+    if token is None:
+        if required:
+            raise Unauthorized("send a bearer token (POST /api/tokens)")
+        return None
+    principal: Principal = rt.tokens.read(token)
+    return principal
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -41,19 +51,17 @@ async def runtime(request: Request) -> Runtime:
 async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    if credentials is None:
-        raise Unauthorized("send a bearer token (POST /api/tokens)")
-    principal: Principal = request.app.state.runtime.tokens.read(credentials.credentials)
+    token = None if credentials is None else credentials.credentials
+    principal = principal_for(request.app.state.runtime, token, required=True)
+    assert principal is not None
     return principal
 
 
 async def optional_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal | None:
-    if credentials is None:
-        return None
-    principal: Principal = request.app.state.runtime.tokens.read(credentials.credentials)
-    return principal
+    token = None if credentials is None else credentials.credentials
+    return principal_for(request.app.state.runtime, token, required=False)
 
 
 async def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:

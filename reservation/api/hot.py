@@ -30,11 +30,11 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from reservation.api import metrics
-from reservation.api.deps import bearer_token, check_idempotency_key
-from reservation.api.problems import problem, response_for, validation_problem
+from reservation.api.deps import bearer_token, check_idempotency_key, principal_for
+from reservation.api.problems import body_too_large, response_for, validation_problem
 from reservation.api.schemas import OrderCreate, order_json
 from reservation.auth import Principal
-from reservation.errors import InvalidRequest, Unauthorized
+from reservation.errors import InvalidRequest
 
 JSON = b"application/json"
 HEALTHY = orjson.dumps({"status": "ok"})
@@ -100,13 +100,7 @@ Handler = Callable[[FastAPI, HotRequest], Awaitable[Answer | None]]
 
 
 def _principal(app: FastAPI, req: HotRequest, *, required: bool) -> Principal | None:
-    token = bearer_token(req.header(b"authorization"))
-    if token is None:
-        if required:
-            raise Unauthorized("send a bearer token (POST /api/tokens)")
-        return None
-    principal: Principal = app.state.runtime.tokens.read(token)
-    return principal
+    return principal_for(app.state.runtime, bearer_token(req.header(b"authorization")), required=required)
 
 
 # --------------------------------------------------------------- handlers
@@ -229,8 +223,7 @@ class ReservationApp(FastAPI):
         try:
             answer = await handler(self, HotRequest(scope, receive, param))
         except _TooLarge:
-            limit = self.state.runtime.settings.max_body_bytes
-            response = problem(413, "body-too-large", "Request body too large", f"bodies are limited to {limit} bytes")
+            response = body_too_large(self.state.runtime.settings.max_body_bytes)
             status = await _send_response(response, scope, receive, send)
         except _BodyInvalid as exc:
             status = await _send_response(validation_problem(exc.errors), scope, receive, send)
