@@ -59,10 +59,7 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        response = problems.problem(
-            413, "body-too-large", "Request body too large", f"bodies are limited to {self.limit} bytes"
-        )
-        await response({"type": "http"}, _no_body, send)
+        await problems.body_too_large(self.limit)({"type": "http"}, _no_body, send)
 
 
 class _TooLarge(HTTPException):

@@ -48,6 +48,10 @@ def _jsonable(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def body_too_large(limit: int) -> Response:
+    return problem(413, "body-too-large", "Request body too large", f"bodies are limited to {limit} bytes")
+
+
 def validation_problem(errors: Any) -> Response:
     return problem(
         422, "invalid-request", "Invalid request", "the request does not match the schema", errors=_jsonable(errors)
