@@ -79,6 +79,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidRequest("malformed cursor") from exc
 
 
+def _public_for(cached: tuple[str, bytes], viewer: Principal | None) -> bytes | None:
+    """The cached public JSON of an event, or None when ``viewer`` is its host (who sees more)."""
+    host_id, body = cached
+    return None if viewer is not None and viewer.account_id == host_id else body
+
+
+def _page_key(
+    text: str | None, starts_from: datetime | None, starts_to: datetime | None, after: Any, limit: int
+) -> tuple[Any, ...]:
+    return ("list", text, starts_from, starts_to, after, limit)
+
+
 class EventService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
@@ -173,16 +185,13 @@ class EventService:
     def cached_public(self, event_id: str, viewer: Principal | None) -> bytes | None:
         """``public`` when the cache holds the answer and the viewer is not the host, else None."""
         cached = self.rt.events_cache.peek(("event", event_id))
-        if cached is None or (viewer is not None and viewer.account_id == cached[0]):
-            return None
-        body: bytes = cached[1]
-        return body
+        return None if cached is None else _public_for(cached, viewer)
 
     def cached_page(self, cursor: str | None, limit: int) -> bytes | None:
-        """An unfiltered page from the cache, or None (``browse`` then loads it)."""
+        """An unfiltered first page from the cache, or None (``browse`` then loads it)."""
         if cursor:
             return None
-        body: bytes | None = self.rt.events_cache.peek(("list", None, None, None, None, limit))
+        body: bytes | None = self.rt.events_cache.peek(_page_key(None, None, None, None, limit))
         return body
 
     async def public(self, event_id: str, viewer: Principal | None) -> bytes | None:
@@ -199,10 +208,7 @@ class EventService:
         cached: tuple[str, bytes] | None = await self.rt.events_cache.get(("event", event_id), load)
         if cached is None:
             raise NotFound("no such event")
-        host_id, body = cached
-        if viewer is not None and viewer.account_id == host_id:
-            return None
-        return body
+        return _public_for(cached, viewer)
 
     async def browse(
         self,
@@ -215,7 +221,7 @@ class EventService:
     ) -> bytes:
         """A page of events as JSON; identical queries within the cache's lifetime share it."""
         after = decode_cursor(cursor) if cursor else None
-        key = ("list", text, starts_from, starts_to, after, limit)
+        key = _page_key(text, starts_from, starts_to, after, limit)
 
         async def load() -> bytes:
             rows = await catalog.list_events(
