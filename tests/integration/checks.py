@@ -1,20 +1,23 @@
 """Store-level checks shared by integration tests: read the database, not the API.
 
-Everything here opens its own blocking engine on the store (``sync_url``) and reads
-in one transaction, so what it sees is one consistent snapshot that no front-end
-cache or actor memory can paper over.
+Most of it opens its own blocking engine on the store (``sync_url``) and reads in one
+transaction, so what it sees is one consistent snapshot that no front-end cache or
+actor memory can paper over; ``store_rows`` reads the same way through a running
+front end's engine, for async tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, create_engine, func, select
 
 from reservation.domain.commands import BookingStatus
 from reservation.store.db import sync_url
-from reservation.store.schema import bookings, events
+from reservation.store.schema import attendees, bookings, events
+from tests.conftest import Api
 
 LIVE = (BookingStatus.HELD.value, BookingStatus.CONFIRMED.value)
 
@@ -147,3 +150,43 @@ def live_bookings_of_order(url: str, order_id: str) -> list[tuple[str, str, str]
             return [(r.id, r.event_id, r.status) for r in rows]
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------ through the front end's own engine
+
+
+async def store_rows(api: Api, event_id: str) -> dict[str, Any]:
+    """The event's counters and booking rows, read straight from the store."""
+    async with api.runtime.reader.connect() as conn:
+        event = (
+            await conn.execute(
+                select(events.c.sold, events.c.held, events.c.capacity, events.c.epoch).where(events.c.id == event_id)
+            )
+        ).one()
+        rows = (
+            await conn.execute(
+                select(bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity).where(
+                    bookings.c.event_id == event_id
+                )
+            )
+        ).all()
+        people = dict(
+            (
+                await conn.execute(
+                    select(attendees.c.booking_id, func.count())
+                    .where(attendees.c.event_id == event_id)
+                    .group_by(attendees.c.booking_id)
+                )
+            ).all()
+        )
+    return {"event": event, "bookings": rows, "attendees": people}
+
+
+def assert_counters_match_rows(snapshot: dict[str, Any]) -> None:
+    """Invariants 1 and 3 in the store: counters are the sums of the rows and within the limit."""
+    rows = snapshot["bookings"]
+    event = snapshot["event"]
+    sold = sum(r.quantity for r in rows if r.status == BookingStatus.CONFIRMED.value)
+    held = sum(r.quantity for r in rows if r.status == BookingStatus.HELD.value)
+    assert (event.sold, event.held) == (sold, held)
+    assert event.sold + event.held <= event.capacity

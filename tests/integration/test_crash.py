@@ -26,6 +26,7 @@ from reservation.domain.ids import booking_id_for, order_id_for_key
 from reservation.store.inventory import Fenced, InventoryStore
 from reservation.store.schema import attendees, bookings, events, idempotency_keys, orders
 from tests.conftest import Api
+from tests.integration.checks import assert_counters_match_rows, store_rows
 
 TOTAL = 300  # keyed booking requests in the stream
 TASKS = 6  # concurrent clients, one account each
@@ -82,43 +83,6 @@ async def client(api: Api, who: dict[str, str], event_id: str, keys: list[str], 
         s.answered += 1
         if s.answered >= KILL_AFTER:
             s.enough.set()
-
-
-async def store_rows(api: Api, event_id: str) -> dict[str, Any]:
-    """The event's counters and booking rows, read straight from the store."""
-    async with api.runtime.reader.connect() as conn:
-        event = (
-            await conn.execute(
-                select(events.c.sold, events.c.held, events.c.capacity, events.c.epoch).where(events.c.id == event_id)
-            )
-        ).one()
-        rows = (
-            await conn.execute(
-                select(bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity).where(
-                    bookings.c.event_id == event_id
-                )
-            )
-        ).all()
-        people = dict(
-            (
-                await conn.execute(
-                    select(attendees.c.booking_id, func.count())
-                    .where(attendees.c.event_id == event_id)
-                    .group_by(attendees.c.booking_id)
-                )
-            ).all()
-        )
-    return {"event": event, "bookings": rows, "attendees": people}
-
-
-def assert_counters_match_rows(snapshot: dict[str, Any]) -> None:
-    """Invariants 1 and 3 in the store: counters are the sums of the rows and within the limit."""
-    rows = snapshot["bookings"]
-    event = snapshot["event"]
-    sold = sum(r.quantity for r in rows if r.status == BookingStatus.CONFIRMED.value)
-    held = sum(r.quantity for r in rows if r.status == BookingStatus.HELD.value)
-    assert (event.sold, event.held) == (sold, held)
-    assert event.sold + event.held <= event.capacity
 
 
 async def test_actor_process_killed_mid_stream(api: Api) -> None:

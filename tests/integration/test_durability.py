@@ -21,10 +21,10 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reservation.domain.commands import BookingStatus
 from reservation.domain.ids import order_id_for_key
 from reservation.store.schema import attendees, bookings, events, idempotency_keys, orders
 from tests.conftest import Api, auth
+from tests.integration.checks import assert_counters_match_rows, store_rows
 
 BURST = 40
 
@@ -91,29 +91,9 @@ async def check_store(api: Api, event_id: str, booked: dict[str, httpx.Response]
     """Invariants 1 to 3 for the event; returns the state of its (possibly rebuilt) actor."""
     # Asked first: after a failed commit the actor rebuilds (claims anew) on its next call.
     state = await api.runtime.gateway.state(event_id)
-    async with api.runtime.reader.connect() as conn:
-        event = (
-            await conn.execute(
-                select(events.c.sold, events.c.held, events.c.capacity, events.c.epoch).where(events.c.id == event_id)
-            )
-        ).one()
-        rows = {
-            r.id: r
-            for r in await conn.execute(
-                select(bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity).where(
-                    bookings.c.event_id == event_id
-                )
-            )
-        }
-        people = dict(
-            (
-                await conn.execute(
-                    select(attendees.c.booking_id, func.count())
-                    .where(attendees.c.event_id == event_id)
-                    .group_by(attendees.c.booking_id)
-                )
-            ).all()
-        )
+    snapshot = await store_rows(api, event_id)
+    event, people = snapshot["event"], snapshot["attendees"]
+    rows = {r.id: r for r in snapshot["bookings"]}
     for key, r in booked.items():
         (item,) = r.json()["items"]
         row = rows.get(item["id"])
@@ -121,10 +101,7 @@ async def check_store(api: Api, event_id: str, booked: dict[str, httpx.Response]
         assert (row.order_id, row.status, row.quantity) == (r.json()["id"], "confirmed", item["quantity"])
         assert people.get(row.id) == row.quantity
     assert len(rows) == len(booked), "the store holds bookings nobody was told about"
-    sold = sum(r.quantity for r in rows.values() if r.status == BookingStatus.CONFIRMED.value)
-    held = sum(r.quantity for r in rows.values() if r.status == BookingStatus.HELD.value)
-    assert (event.sold, event.held) == (sold, held)
-    assert event.sold + event.held <= event.capacity
+    assert_counters_match_rows(snapshot)
     assert (state["sold"], state["held"], state["epoch"]) == (event.sold, event.held, event.epoch)
     return state
 
