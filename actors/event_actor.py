@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors.channel import ChannelServer, Endpoint
 from reservation.domain.commands import (
     Cancel,
     Code,
@@ -92,6 +93,7 @@ class EventActor:
         self._store: InventoryStore | None = None
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._channel = ChannelServer(self.submit)
         self._load_lock = asyncio.Lock()
         self._closing = False
         self._missing = False
@@ -122,6 +124,10 @@ class EventActor:
             held=self._claim.inventory.held if self._claim is not None else 0,
         )
 
+    async def endpoint(self) -> Endpoint:
+        """Where front ends reach ``submit`` directly (see ``actors.channel``)."""
+        return await self._channel.start()
+
     async def state(self) -> dict[str, Any]:
         """The in-memory counters (for tests, operators and health checks)."""
         self._ensure_loop()
@@ -145,6 +151,13 @@ class EventActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    async def close(self) -> None:
+        """Drop the channel's connections and give the store connection back."""
+        self._channel.close()
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                await self._store.close()
 
     # ------------------------------------------------------------ the loop
 
@@ -351,6 +364,7 @@ class EventActor:
     async def _stop(self) -> None:
         """Leave the cluster for good; the next command for this event starts a new actor."""
         self._closing = True
+        await self.close()
         log.info("event %s: actor stopping", self.event_id)
         try:
             import ray

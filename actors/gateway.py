@@ -3,9 +3,14 @@
 Per event and per front-end process at most ``calls_in_flight`` actor calls are in
 flight. Commands that arrive meanwhile wait in a bounded queue and all go in the next
 call, so a hot event costs a few actor calls per round trip rather than one per
-request. Two calls in flight (the default) let the actor's next group commit take this
-process's new commands while the previous call's answer is on its way back. When the
-queue is full the caller is told to come back later (503, Retry-After).
+request, and the actor's next group commit finds this process's new commands queued
+while the previous batch is committing. When the queue is full the caller is told to
+come back later (503, Retry-After).
+
+Calls travel over each actor's own channel (``actors.channel``) by default, or as Ray
+actor calls with ``transport="ray"``. Either way Ray finds, starts and restarts the
+actors, and a call that meets a dead actor or a broken connection is sent again to
+its successor: commands are idempotent by id.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
+from actors.channel import Channel, ChannelClosed
 from actors.event_actor import EventActor, Reply
 from reservation.domain.commands import Command, Outcome
 from reservation.errors import Overloaded, StoreUnavailable, Unavailable
@@ -47,7 +53,10 @@ class GatewayConfig:
     namespace: str = "reservation"
     max_queue_per_event: int = 20_000
     max_batch: int = 2_000
-    calls_in_flight: int = 2
+    calls_in_flight: int = 8
+    # "direct": commands go over the actor's own channel (actors.channel); "ray": as
+    # Ray actor calls. Both find, start and restart actors through Ray.
+    transport: str = "direct"
     call_timeout_s: float = 10.0
     idle_s: float = 900.0
     retry_after_s: int = 1
@@ -68,6 +77,8 @@ class InventoryGateway:
         self._on_reply = on_reply
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, Any] = {}
+        self._channels: dict[str, Channel] = {}
+        self._opening: dict[str, asyncio.Future[Channel]] = {}
         self._pumps: set[asyncio.Task[None]] = set()
 
     def queue_depth(self) -> int:
@@ -122,13 +133,16 @@ class InventoryGateway:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                handle = await self._handle(event_id)
-                reply: Reply = await asyncio.wait_for(
-                    handle.submit.remote(commands), self.config.call_timeout_s
-                )
-            except (RayActorError, ValueError) as exc:
-                # The actor died (crash, node loss, idle stop): find or start it anew.
-                self._handles.pop(event_id, None)
+                if self.config.transport == "direct":
+                    channel = await self._channel(event_id)
+                    reply: Reply = await channel.call(commands, self.config.call_timeout_s)
+                else:
+                    handle = await self._handle(event_id)
+                    reply = await asyncio.wait_for(handle.submit.remote(commands), self.config.call_timeout_s)
+            except (RayActorError, ValueError, ChannelClosed) as exc:
+                # The actor died (crash, node loss, idle stop) or its connection broke:
+                # find or start it anew and send the same commands again.
+                self._forget(event_id)
                 last = exc
                 continue
             except (TimeoutError, GetTimeoutError) as exc:
@@ -138,7 +152,7 @@ class InventoryGateway:
                 ) from exc
             if reply.stopping:
                 # The actor is stopping; its successor will take the commands.
-                self._handles.pop(event_id, None)
+                self._forget(event_id)
                 last = None
                 continue
             return reply
@@ -147,6 +161,36 @@ class InventoryGateway:
         raise StoreUnavailable(
             "the event's inventory is unavailable", retry_after=self.config.retry_after_s
         )
+
+    def _forget(self, event_id: str) -> None:
+        self._handles.pop(event_id, None)
+        channel = self._channels.pop(event_id, None)
+        if channel is not None:
+            channel.close()
+
+    async def _channel(self, event_id: str) -> Channel:
+        """The open channel to the event's actor; concurrent callers share one opening."""
+        channel = self._channels.get(event_id)
+        if channel is not None and not channel.closed:
+            return channel
+        opening = self._opening.get(event_id)
+        if opening is not None:
+            return await asyncio.shield(opening)
+        future: asyncio.Future[Channel] = asyncio.get_running_loop().create_future()
+        self._opening[event_id] = future
+        try:
+            handle = await self._handle(event_id)
+            endpoint = await asyncio.wait_for(handle.endpoint.remote(), self.config.call_timeout_s)
+            channel = await Channel.open(endpoint)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._opening.pop(event_id, None)
+        self._channels[event_id] = channel
+        future.set_result(channel)
+        return channel
 
     async def _handle(self, event_id: str) -> Any:
         handle = self._handles.get(event_id)

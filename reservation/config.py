@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     # Serve the hot routes beneath FastAPI (see reservation/api/hot.py).
     hot_routes: bool = True
     # Actor calls in flight per event and front-end process (see actors/gateway.py).
-    calls_in_flight: int = Field(default=2, ge=1, le=64)
+    calls_in_flight: int = Field(default=8, ge=1, le=64)
+    # How booking commands reach the actors: over each actor's own channel (direct)
+    # or as Ray actor calls (ray); see actors/channel.py.
+    actor_transport: Literal["direct", "ray"] = "direct"
     actor_call_timeout_s: float = Field(default=10.0, gt=0)
     actor_idle_s: float = Field(default=900.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)

@@ -105,6 +105,7 @@ class Runtime:
                 max_queue_per_event=settings.max_queue_per_event,
                 max_batch=settings.max_batch,
                 calls_in_flight=settings.calls_in_flight,
+                transport=settings.actor_transport,
                 call_timeout_s=settings.actor_call_timeout_s,
                 idle_s=settings.actor_idle_s,
                 retry_after_s=settings.retry_after_s,

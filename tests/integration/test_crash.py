@@ -2,7 +2,8 @@
 
 Both stores. The crash test streams keyed bookings at one event from several tasks,
 kills the actor's process with SIGKILL in the middle, lets Ray restart it, and then
-checks invariants 1 to 4 against the store and the restarted actor's memory. The
+checks invariants 1 to 4 against the store and the restarted actor's memory; it runs
+with the commands on the actors' own channel (the default) and as Ray calls. The
 fencing tests show that an incarnation whose epoch was superseded can write nothing.
 """
 
@@ -14,7 +15,9 @@ import secrets
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +28,7 @@ from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, 
 from reservation.domain.ids import booking_id_for, order_id_for_key
 from reservation.store.inventory import Fenced, InventoryStore
 from reservation.store.schema import attendees, bookings, events, idempotency_keys, orders
-from tests.conftest import Api
+from tests.conftest import Api, open_api
 from tests.integration.checks import assert_counters_match_rows, store_rows
 
 TOTAL = 300  # keyed booking requests in the stream
@@ -85,7 +88,16 @@ async def client(api: Api, who: dict[str, str], event_id: str, keys: list[str], 
             s.enough.set()
 
 
-async def test_actor_process_killed_mid_stream(api: Api) -> None:
+@pytest.fixture(params=["direct", "ray"])
+async def api_by_transport(
+    request: pytest.FixtureRequest, store_url: str, ray_session: None, tmp_path: Path
+) -> AsyncIterator[Api]:
+    async with open_api(store_url, tmp_path, actor_transport=request.param) as value:
+        yield value
+
+
+async def test_actor_process_killed_mid_stream(api_by_transport: Api) -> None:
+    api = api_by_transport
     host = await api.register("host")
     event_id = (await api.create_event(host, capacity=CAPACITY))["id"]
     customers = [await api.register("customer") for _ in range(TASKS)]
@@ -217,6 +229,7 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
     with pytest.raises(Fenced):
         async with stale.batch(first.epoch) as tx:
             await tx.write(first.inventory, effects, now)
+    await stale.close()
 
     async with api.runtime.reader.connect() as conn:
         event = (
@@ -238,8 +251,10 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
 
     # The same batch under the current epoch is accepted: the refusal was the fence, nothing else.
     assert [second.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
-    async with InventoryStore(engine, event_id).batch(second.epoch) as tx:
+    current = InventoryStore(engine, event_id)
+    async with current.batch(second.epoch) as tx:
         await tx.write(second.inventory, second.inventory.take_effects(), now)
+    await current.close()
     snapshot = await store_rows(api, event_id)
     assert [(r.order_id, r.status) for r in snapshot["bookings"]] == [(order_id, "confirmed")]
     assert (snapshot["event"].sold, snapshot["event"].held) == (2, 0)
@@ -325,3 +340,5 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
     )
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 6
+    await first.close()
+    await second.close()

@@ -106,6 +106,7 @@ async def test_a_batch_longer_than_one_query_is_sent_in_several(api: Api, monkey
         commands.append(Confirm(f"confirm:{booking_id}", booking_id))
     actor = EventActor(event, api.runtime.settings.store_url)
     reply = await actor.submit(commands)
+    await actor.close()
     assert [o.code for o in reply.outcomes] == [Code.OK] * 60
     assert reply.batch_sizes == [60], "not one batch"
     if api.runtime.settings.store_url.startswith("mysql"):

@@ -1,0 +1,106 @@
+"""The actor channel on its own: framing, reply matching, the token, broken connections."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from actors.channel import FRAME, HELLO, MAX_FRAME, Channel, ChannelClosed, ChannelServer, Endpoint
+
+
+class Echo:
+    """A stand-in for the actor's ``submit``: answers after a random delay."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.seen: list[list[str]] = []
+
+    async def __call__(self, commands: list[str]) -> list[str]:
+        self.seen.append(commands)
+        if self.delay_s:
+            await asyncio.sleep(random.uniform(0, self.delay_s))
+        return [c.upper() for c in commands]
+
+
+async def _served(serve: Echo) -> tuple[ChannelServer, Endpoint]:
+    server = ChannelServer(serve, host="127.0.0.1")
+    return server, await server.start()
+
+
+async def test_concurrent_calls_get_their_own_replies_out_of_order() -> None:
+    serve = Echo(delay_s=0.02)
+    server, endpoint = await _served(serve)
+    channel = await Channel.open(endpoint)
+    finished: list[int] = []
+
+    async def one(n: int) -> None:
+        reply = await channel.call([f"cmd-{n}-a", f"cmd-{n}-b"], timeout_s=5)
+        assert reply == [f"CMD-{n}-A", f"CMD-{n}-B"]
+        finished.append(n)
+
+    try:
+        await asyncio.gather(*(one(n) for n in range(200)))
+    finally:
+        channel.close()
+        server.close()
+    assert sorted(finished) == list(range(200))
+    # The control: answers really came back in another order than the calls went out,
+    # so matching them by position instead of by call id would have failed above.
+    assert finished != sorted(finished)
+
+
+async def test_a_connection_without_the_token_is_closed_unserved() -> None:
+    serve = Echo()
+    server, endpoint = await _served(serve)
+    try:
+        for token in (b"\0" * len(endpoint.token), endpoint.token[:-1] + bytes([endpoint.token[-1] ^ 1])):
+            forged = Endpoint(endpoint.host, endpoint.port, token)
+            channel = await Channel.open(forged)
+            with pytest.raises(ChannelClosed):
+                await channel.call(["book"], timeout_s=5)
+            channel.close()
+        assert serve.seen == []
+        # The control: the same call with the actor's own token is served.
+        channel = await Channel.open(endpoint)
+        assert await channel.call(["book"], timeout_s=5) == ["BOOK"]
+        channel.close()
+        assert serve.seen == [["book"]]
+    finally:
+        server.close()
+
+
+async def test_an_oversized_frame_closes_the_connection() -> None:
+    serve = Echo()
+    server, endpoint = await _served(serve)
+    reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+    try:
+        writer.write(HELLO + endpoint.token + FRAME.pack(MAX_FRAME + 1, 1))
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the actor
+        assert serve.seen == []
+    finally:
+        writer.close()
+        server.close()
+
+
+async def test_calls_in_flight_fail_when_the_actor_side_goes_away() -> None:
+    started = asyncio.Event()
+
+    async def never(commands: list[str]) -> list[str]:
+        started.set()
+        await asyncio.sleep(3600)
+        return commands
+
+    server = ChannelServer(never, host="127.0.0.1")
+    endpoint = await server.start()
+    channel = await Channel.open(endpoint)
+    call = asyncio.ensure_future(channel.call(["book"], timeout_s=30))
+    await asyncio.wait_for(started.wait(), 5)
+    server.close()  # what a stopping actor does; a dying process drops them the same way
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(call, 5)
+    assert channel.closed
+    with pytest.raises(ChannelClosed):
+        await channel.call(["again"], timeout_s=1)
