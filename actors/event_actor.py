@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import gc
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +34,10 @@ from reservation.domain.commands import (
     Outcome,
     Release,
 )
-from reservation.domain.inventory import Inventory
+from reservation.domain.inventory import Effects, Inventory
 from reservation.store.db import make_engine
 from reservation.store.inventory import (
+    BatchTransaction,
     Claim,
     EventMissing,
     Fenced,
@@ -51,6 +54,8 @@ MEMORY_ORDERS = 50_000
 # How often what survived the young collections is moved out of the cyclic collector's
 # sight (see _spare_gc), and how often it is all looked at once.
 FREEZE_EVERY_S = 1.0
+# Group commits in flight at once (see _run).
+PIPELINE_DEPTH = 2
 FULL_GC_EVERY_S = 900.0
 
 
@@ -71,6 +76,27 @@ class Reply:
 class _Pending:
     command: Command
     future: asyncio.Future[tuple[Outcome, int, float]]
+    attempts: int = 0
+
+
+class _Fate(enum.Enum):
+    COMMITTED = "committed"  # durable; its callers have their answers
+    FAILED = "failed"  # its callers were told to retry
+    RETRY = "retry"  # a key used before: run again, looking orders up
+    ABANDONED = "abandoned"  # rolled back because the batch before it did not commit
+
+
+@dataclass(slots=True)
+class _Flight:
+    batch: list[_Pending]
+    # Set once the batch's statements have run (or failed), before its COMMIT.
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[_Fate] | None = None
+
+    @property
+    def fate(self) -> asyncio.Task[_Fate]:
+        assert self.task is not None
+        return self.task
 
 
 class EventActor:
@@ -100,6 +126,10 @@ class EventActor:
         self._last_command = time.monotonic()
         self._frozen_at = self._collected_at = time.monotonic()
         self.batches = 0
+        # Batches sent to the store, and those rolled back because the one before failed.
+        self.launched = self.abandoned = 0
+        self._depth = 1
+        self._slot = 0
 
     # ------------------------------------------------------------ public calls
 
@@ -146,6 +176,8 @@ class EventActor:
             "on_sale": inv.on_sale,
             "epoch": self._claim.epoch,
             "batches": self.batches,
+            "launched": self.launched,
+            "abandoned": self.abandoned,
             "pid": os.getpid(),
         }
 
@@ -164,29 +196,65 @@ class EventActor:
     def _ensure_loop(self) -> None:
         if self._loop_task is None:
             self._wake = asyncio.Event()
-            self._store = InventoryStore(
-                make_engine(self._database_url, pool_size=1, multi_statements=True), self.event_id
-            )
+            engine = make_engine(self._database_url, pool_size=2, multi_statements=True)
+            # SQLite takes one writer at a time: there a batch waits for the one before.
+            self._depth = 1 if engine.dialect.name == "sqlite" else PIPELINE_DEPTH
+            self._store = InventoryStore(engine, self.event_id)
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        """Take what is queued, apply it and send it to the store; repeat.
+
+        On MariaDB/MySQL up to two batches are in flight: while batch N commits, batch
+        N+1 is applied in memory (on top of N) and its statements are sent on the
+        store's second connection, where they wait for N's row lock on the event. N+1
+        commits only once N has; if N does not, N+1 is rolled back, memory is rebuilt
+        from the store, and N+1's commands (and N's, when N is worth a retry) run again.
+        """
         assert self._wake is not None
+        flights: deque[_Flight] = deque()
         while True:
             if not self._queue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._sleep_for())
                 self._wake.clear()
+            while flights and (flights[0].fate.done() or len(flights) >= self._depth):
+                if await flights[0].fate is not _Fate.COMMITTED:
+                    await self._land(flights)
+                    break
+                flights.popleft()
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             try:
-                await self._process(batch)
+                flight = await self._launch(batch, flights[-1] if flights else None)
             except Exception:  # never let the loop die: that would hang every caller
                 log.exception("event %s: batch failed unexpectedly", self.event_id)
-                self._claim = None
+                await self._land(flights)
                 self._fail(batch, Code.UNAVAILABLE, "internal error; retry")
+                flight = None
+            if flight is not None:
+                flights.append(flight)
             if self._should_stop():
+                await self._land(flights)
                 await self._stop()
                 return
+
+    async def _land(self, flights: deque[_Flight]) -> None:
+        """Wait for every batch in flight; put back what must run again, rebuild if needed."""
+        again: list[_Pending] = []
+        broken = False
+        for flight in flights:
+            fate = await flight.fate
+            if fate is _Fate.RETRY:
+                for p in flight.batch:
+                    p.attempts += 1
+            if fate in (_Fate.RETRY, _Fate.ABANDONED):
+                again += flight.batch
+            broken = broken or fate is not _Fate.COMMITTED
+        flights.clear()
+        self._queue[:0] = again
+        if broken and not self._closing:
+            self._claim = None  # memory holds effects the store does not: rebuild
 
     def _sleep_for(self) -> float:
         wait = self._idle_s
@@ -220,48 +288,119 @@ class EventActor:
             return False
         return True
 
-    async def _process(self, batch: list[_Pending]) -> None:
+    async def _launch(self, batch: list[_Pending], previous: _Flight | None) -> _Flight | None:
+        """Apply ``batch`` in memory and send its effects; the flight commits and answers."""
         if not batch:
             due = self._claim.inventory.next_expiry() if self._claim is not None else None
             if due is None or due > time.time():
-                return
+                return None
+        if self._closing:
+            self._fail(batch, Code.UNAVAILABLE, "event moved; retry")
+            return None
         if self._claim is None and not await self._load():
             code = Code.NOT_FOUND if self._missing else Code.UNAVAILABLE
             self._fail(batch, code, "no such event" if self._missing else "store unavailable")
-            return
+            return None
+        assert self._claim is not None and self._store is not None
         started = time.perf_counter()
-        for attempt in (1, 2):
-            assert self._claim is not None and self._store is not None
-            inv = self._claim.inventory
-            now = time.time()
+        inv = self._claim.inventory
+        now = time.time()
+        self._slot = (self._slot + 1) % self._depth
+        try:
+            tx = await self._store.begin(self._claim.epoch, self._slot)
+        except Exception as exc:
+            log.warning("event %s: cannot start a batch: %s", self.event_id, exc)
+            self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
+            return None
+        try:
+            # A retried batch (its first try met a key used before) looks its orders up.
+            await self._preload(tx, inv, batch, orders=any(p.attempts for p in batch))
+        except Exception as exc:
+            # Nothing was applied yet: memory is as it was, only this batch fails.
+            await tx.rollback()
+            log.warning("event %s: cannot read for a batch: %s", self.event_id, exc)
+            self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
+            return None
+        # Check and update happen here, with no await in between: serial.
+        inv.expire(now)
+        outcomes = [inv.apply(p.command, now) for p in batch]
+        effects = inv.take_effects()
+        self.launched += 1
+        flight = _Flight(batch)
+        flight.task = asyncio.get_running_loop().create_task(
+            self._commit(flight, tx, inv, outcomes, effects, now, started, previous)
+        )
+        return flight
+
+    async def _commit(
+        self,
+        flight: _Flight,
+        tx: BatchTransaction,
+        inv: Inventory,
+        outcomes: list[Outcome],
+        effects: Effects,
+        now: float,
+        started: float,
+        previous: _Flight | None,
+    ) -> _Fate:
+        try:
+            return await self._settle(flight, tx, inv, outcomes, effects, now, started, previous)
+        except Exception:  # the loop awaits this task: it must end with a fate
+            log.exception("event %s: batch failed unexpectedly", self.event_id)
+            self._fail(flight.batch, Code.UNAVAILABLE, "internal error; retry")
+            return _Fate.FAILED
+        finally:
+            flight.written.set()
+            if self._wake is not None:
+                self._wake.set()  # the loop reaps this flight
+
+    async def _settle(
+        self,
+        flight: _Flight,
+        tx: BatchTransaction,
+        inv: Inventory,
+        outcomes: list[Outcome],
+        effects: Effects,
+        now: float,
+        started: float,
+        previous: _Flight | None,
+    ) -> _Fate:
+        batch = flight.batch
+        try:
+            if previous is not None:
+                # The batch before must hold the event's row lock before this one asks for
+                # it, so that this one waits for its COMMIT and never the other way round.
+                await previous.written.wait()
             try:
-                async with self._store.batch(self._claim.epoch) as tx:
-                    await self._preload(tx, inv, batch, orders=attempt > 1)
-                    # Check and update happen here, with no await in between: serial.
-                    inv.expire(now)
-                    outcomes = [inv.apply(p.command, now) for p in batch]
-                    effects = inv.take_effects()
-                    if not effects.empty:
-                        await tx.write(inv, effects, now)
-            except Fenced:
+                if not effects.empty:
+                    await tx.write(inv, effects, now)
+            finally:
+                flight.written.set()
+            if not await self._landed(previous):
+                await tx.rollback()
+                self.abandoned += 1
+                return _Fate.ABANDONED
+            await tx.commit()
+        except Exception as exc:
+            await tx.rollback()
+            if not await self._landed(previous):
+                self.abandoned += 1
+                return _Fate.ABANDONED  # built on a batch that did not land
+            if isinstance(exc, Fenced):
                 log.error("event %s: fenced by a newer incarnation; stopping", self.event_id)
                 self._claim = None
                 self._closing = True
                 self._fail(batch, Code.UNAVAILABLE, "event moved; retry")
-                return
-            except Exception as exc:
-                # The transaction rolled back: forget the applied commands by rebuilding.
-                self._claim = None
-                if attempt == 1 and is_integrity_error(exc) and await self._load():
-                    # A key used before (see _preload), or a concurrent writer (another
-                    # event's actor, same key) got there first: the retry's preload
-                    # reads their rows.
-                    continue
-                log.warning("event %s: commit failed: %s", self.event_id, exc)
-                self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
-                return
-            break
-        inv.mark_committed()
+                return _Fate.FAILED
+            if is_integrity_error(exc) and not any(p.attempts for p in batch):
+                # A key used before (see _preload), or a concurrent writer (another
+                # event's actor, same key) got there first: the retry's preload
+                # reads their rows.
+                return _Fate.RETRY
+            log.warning("event %s: commit failed: %s", self.event_id, exc)
+            self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
+            return _Fate.FAILED
+        inv.mark_committed(effects)
         self.batches += 1
         commit_s = time.perf_counter() - started
         size = len(batch)
@@ -270,6 +409,11 @@ class EventActor:
                 p.future.set_result((outcome, size, commit_s))
         self._trim(inv)
         self._spare_gc()
+        return _Fate.COMMITTED
+
+    async def _landed(self, previous: _Flight | None) -> bool:
+        """Whether the batch this one was applied on top of committed: only then may it."""
+        return previous is None or await previous.fate is _Fate.COMMITTED
 
     async def _preload(self, tx: Any, inv: Inventory, batch: list[_Pending], *, orders: bool) -> None:
         """Load bookings and orders the batch refers to that memory does not hold.

@@ -77,6 +77,8 @@ class Effects:
     updated: list[Booking] = field(default_factory=list)
     orders: list[NewOrderEffect] = field(default_factory=list)
     counters_changed: bool = False
+    # The order memos these effects make durable (see Inventory.mark_committed).
+    memos: list[OrderMemo] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -397,6 +399,7 @@ class Inventory:
             updated=list(self._updated.values()),
             orders=self._new_orders,
             counters_changed=self._counters_changed,
+            memos=self._uncommitted_memos,
         )
         self._created = {}
         self._updated = {}
@@ -405,8 +408,11 @@ class Inventory:
         self._taken_memos, self._uncommitted_memos = self._uncommitted_memos, []
         return effects
 
-    def mark_committed(self) -> None:
-        """The effects taken last are durable: replays of their orders may now answer."""
-        for memo in self._taken_memos:
+    def mark_committed(self, effects: Effects | None = None) -> None:
+        """``effects`` (by default the effects taken last) are durable: replays of their
+        orders may now answer. Memos of effects taken later stay in flight."""
+        memos = self._taken_memos if effects is None else effects.memos
+        for memo in memos:
             memo.committed = True
-        self._taken_memos = []
+        if effects is None or memos is self._taken_memos:
+            self._taken_memos = []

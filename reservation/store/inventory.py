@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,7 +88,7 @@ class InventoryStore:
     def __init__(self, engine: AsyncEngine, event_id: str) -> None:
         self.engine = engine
         self.event_id = event_id
-        self._conn: AsyncConnection | None = None
+        self._conns: dict[int, AsyncConnection] = {}
 
     async def claim(self) -> Claim:
         """Take ownership (a new epoch) and rebuild the inventory from the booking rows."""
@@ -138,38 +138,68 @@ class InventoryStore:
         )
         return Claim(inventory, int(row.epoch))
 
+    async def begin(self, epoch: int, slot: int = 0) -> BatchTransaction:
+        """Start one group-commit transaction on the store's connection number ``slot``.
+
+        The store keeps its connections from one batch to the next (checking one out of
+        the pool and back in for every batch would cost a ROLLBACK round trip, the pool's
+        reset, on top of the COMMIT). Two slots let a batch be sent while the one before
+        it commits. A transaction that fails gives its connection up; the next batch on
+        that slot connects afresh.
+        """
+        conn = self._conns.get(slot)
+        if conn is None:
+            conn = self._conns[slot] = await self.engine.connect()
+        try:
+            await conn.begin()
+        except BaseException:
+            await self._drop(slot)
+            raise
+        return BatchTransaction(conn, self.event_id, epoch, lambda: self._drop(slot))
+
     @asynccontextmanager
     async def batch(self, epoch: int) -> AsyncIterator[BatchTransaction]:
-        """One group-commit transaction; commits when the block exits cleanly.
-
-        Batches run one after another on one connection the store keeps: checking a
-        connection out of the pool and back in for every batch would cost a ROLLBACK
-        round trip (the pool's reset) on top of the COMMIT. A batch that fails for any
-        reason gives its connection up, and the next one connects afresh.
-        """
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = await self.engine.connect()
+        """One group-commit transaction; commits when the block exits cleanly."""
+        tx = await self.begin(epoch)
         try:
-            async with conn.begin():
-                yield BatchTransaction(conn, self.event_id, epoch)
+            yield tx
         except BaseException:
-            self._conn = None
+            await tx.rollback()
+            raise
+        await tx.commit()
+
+    async def _drop(self, slot: int) -> None:
+        conn = self._conns.pop(slot, None)
+        if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
-            raise
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        for slot in list(self._conns):
+            await self._drop(slot)
 
 
 class BatchTransaction:
-    def __init__(self, conn: AsyncConnection, event_id: str, epoch: int) -> None:
+    def __init__(
+        self, conn: AsyncConnection, event_id: str, epoch: int, drop: Callable[[], Awaitable[None]]
+    ) -> None:
         self.conn = conn
         self.event_id = event_id
         self.epoch = epoch
+        self._drop = drop
+
+    async def commit(self) -> None:
+        try:
+            await self.conn.commit()
+        except BaseException:
+            await self._drop()
+            raise
+
+    async def rollback(self) -> None:
+        """Roll back and give the connection up (it may be what failed)."""
+        with contextlib.suppress(Exception):
+            await self.conn.rollback()
+        await self._drop()
 
     async def load_bookings(self, ids: Iterable[str]) -> list[Booking]:
         wanted = list(ids)

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from actors.event_actor import EventActor
 from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder
 from reservation.domain.ids import booking_id_for, order_id_for_key
 from reservation.store.inventory import Fenced, InventoryStore
@@ -307,8 +308,6 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
     body, and a new order: the replay's optimistic insert fails on the primary key, the
     batch runs again with the lookup, and every command is answered as it should be, once.
     """
-    from actors.event_actor import EventActor
-
     host = await api.register("host")
     customer = await api.register("customer")
     account = customer["X-Account"]
@@ -342,3 +341,75 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
     assert snapshot["event"].sold == 6
     await first.close()
     await second.close()
+
+
+class EagerEventActor(EventActor):
+    """DELIBERATELY UNSAFE: commits a batch without waiting to see the one before commit."""
+
+    async def _landed(self, previous: object) -> bool:
+        return True
+
+
+async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]) -> tuple[EventActor, list[Any]]:
+    """Batch N is held up in the store and then fails; batch N+1 was applied on top of it.
+
+    A first incarnation books a keyed order A. A second one (empty memory) gets A's
+    replay as batch N: its optimistic insert of A's order will fail on the primary key.
+    The test holds the event's row lock from outside while N's statements wait for it,
+    so batch N+1 (two new orders) is certainly applied on top of N and sent while N is
+    still in flight. Then the lock goes and N fails.
+    """
+    host = await api.register("host")
+    account = (await api.register("customer"))["X-Account"]
+    event_id = (await api.create_event(host, capacity=20))["id"]
+    url = api.runtime.settings.store_url
+    first = EventActor(event_id, url)
+    hold_a, confirm_a, _ = _hold_and_confirm(account, event_id, "a", 2)
+    assert all(o.ok for o in (await first.submit([hold_a, confirm_a])).outcomes)
+    await first.close()
+
+    second = actor_class(event_id, url)
+    await second.state()  # claims the event: the lock below must come after the claim
+    outside = api.runtime.writer
+    async with outside.connect() as conn:
+        await conn.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
+        batch_n = asyncio.create_task(second.submit([hold_a, confirm_a]))
+        while second.launched < 1:
+            await asyncio.sleep(0.005)
+        hold_c, confirm_c, _ = _hold_and_confirm(account, event_id, "c", 3)
+        hold_d, confirm_d, _ = _hold_and_confirm(account, event_id, "d", 1)
+        batch_n1 = asyncio.create_task(second.submit([hold_c, confirm_c, hold_d, confirm_d]))
+        while second.launched < 2:
+            await asyncio.sleep(0.005)
+        await conn.rollback()  # lets batch N run into its primary-key conflict
+    replies = await asyncio.wait_for(asyncio.gather(batch_n, batch_n1), 30)
+    return second, [o for r in replies for o in r.outcomes]
+
+
+@pytest.mark.mysql
+async def test_batch_applied_on_a_failed_batch_is_rolled_back_and_run_again(mysql_url: str, tmp_path: Path) -> None:
+    """Two group commits in flight: the second commits only after the first did.
+
+    Negative control: the same scenario with an actor that commits N+1 without waiting
+    for N leaves counters that no longer match the booking rows.
+    """
+    async with open_api(mysql_url, tmp_path) as api:
+        actor, outcomes = await _batch_on_top_of_a_failing_one(api, EventActor)
+        state = await actor.state()
+        await actor.close()
+        replay_a, confirm_a, held_c, confirmed_c, held_d, confirmed_d = outcomes
+        assert replay_a.ok and replay_a.replayed and confirm_a.ok
+        assert all(o.ok and not o.replayed for o in (held_c, confirmed_c, held_d, confirmed_d))
+        assert state["abandoned"] >= 1, "batch N+1 was not in flight on top of batch N"
+        snapshot = await store_rows(api, state["event_id"])
+        assert_counters_match_rows(snapshot)
+        assert snapshot["event"].sold == 2 + 3 + 1 == state["sold"]
+        assert sorted(r.quantity for r in snapshot["bookings"]) == [1, 2, 3]
+
+    async with open_api(mysql_url, tmp_path / "eager") as api:
+        actor, _ = await _batch_on_top_of_a_failing_one(api, EagerEventActor)
+        state = await actor.state()
+        await actor.close()
+        snapshot = await store_rows(api, state["event_id"])
+        with pytest.raises(AssertionError):
+            assert_counters_match_rows(snapshot)
