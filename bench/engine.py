@@ -1,9 +1,10 @@
 """Engine benchmark: bookings per second one event actor commits durably, no HTTP.
 
-Concurrent callers drive one ``EventActor`` directly through Ray. Batched, each call
-carries ``--call-size`` bookings (what the front ends' coalescing hands an actor under
-load) and the actor group-commits everything queued. Unbatched, every booking is its
-own call and its own transaction (the actor's batch is capped at one booking).
+Concurrent callers drive one ``EventActor`` under Ray, over the actor's own channel as
+the front ends do (``--transport ray``: as Ray actor calls). Batched, each call carries
+``--call-size`` bookings (what the front ends' coalescing hands an actor under load)
+and the actor group-commits everything queued. Unbatched, every booking is its own
+call and its own transaction (the actor's batch is capped at one booking).
 
     python -m bench.engine --database-url mysql+aiomysql://root@127.0.0.1:3306/bench --seconds 10 --batched --json
 
@@ -65,7 +66,10 @@ def _seed(url: str) -> tuple[str, str]:
     return host, event
 
 
-async def _drive(actor: Any, host: str, seconds: float, callers: int, call_size: int) -> dict[str, Any]:
+async def _drive(
+    actor: Any, host: str, seconds: float, callers: int, call_size: int, endpoint: Any = None
+) -> dict[str, Any]:
+    from actors.channel import Channel
     from reservation.domain.commands import Attendee, Confirm, Hold, NewOrder
     from reservation.domain.ids import new_id
 
@@ -85,12 +89,17 @@ async def _drive(actor: Any, host: str, seconds: float, callers: int, call_size:
     batches: list[int] = []
     stop = time.monotonic() + seconds
 
+    channel = None if endpoint is None else await Channel.open(endpoint)
+
     async def caller() -> None:
         nonlocal booked, errors
         while time.monotonic() < stop:
             call = commands(call_size)
             started = time.perf_counter()
-            reply = await actor.submit.remote(call)
+            if channel is None:
+                reply = await actor.submit.remote(call)
+            else:
+                reply = await channel.call(call, timeout_s=60)
             latencies.append(time.perf_counter() - started)
             batches.extend(reply.batch_sizes)
             ok = sum(1 for o in reply.outcomes[1::2] if o.ok)
@@ -98,7 +107,11 @@ async def _drive(actor: Any, host: str, seconds: float, callers: int, call_size:
             errors += call_size - ok
 
     started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    try:
+        await asyncio.gather(*(caller() for _ in range(callers)))
+    finally:
+        if channel is not None:
+            channel.close()
     elapsed = time.perf_counter() - started
     return {
         "bookings_per_s": booked / elapsed,
@@ -113,7 +126,9 @@ async def _drive(actor: Any, host: str, seconds: float, callers: int, call_size:
     }
 
 
-def run(url: str, *, seconds: float, batched: bool, callers: int, call_size: int, warmup: float) -> dict[str, Any]:
+def run(
+    url: str, *, seconds: float, batched: bool, callers: int, call_size: int, warmup: float, transport: str = "direct"
+) -> dict[str, Any]:
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
@@ -126,12 +141,13 @@ def run(url: str, *, seconds: float, batched: bool, callers: int, call_size: int
             event, url, max_batch=10_000 if batched else 2
         )
         ray.get(actor.state.remote())
+        endpoint = ray.get(actor.endpoint.remote()) if transport == "direct" else None
         size = call_size if batched else 1
         width = callers if batched else max(callers, 32)
-        asyncio.run(_drive(actor, host, warmup, width, size))
-        result = asyncio.run(_drive(actor, host, seconds, width, size))
+        asyncio.run(_drive(actor, host, warmup, width, size, endpoint))
+        result = asyncio.run(_drive(actor, host, seconds, width, size, endpoint))
         state = ray.get(actor.state.remote())
-        result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size,
+        result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size, transport=transport,
                       actor_sold=state["sold"], event_id=event)
         return result
     finally:
@@ -148,10 +164,11 @@ def main() -> None:
     mode.add_argument("--unbatched", dest="batched", action="store_false")
     parser.add_argument("--callers", type=int, default=4)
     parser.add_argument("--call-size", type=int, default=500, help="bookings per call when batched")
+    parser.add_argument("--transport", choices=("direct", "ray"), default="direct", help="how calls reach the actor")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = parser.parse_args()
     result = run(args.database_url, seconds=args.seconds, batched=args.batched, callers=args.callers,
-                 call_size=args.call_size, warmup=args.warmup)
+                 call_size=args.call_size, warmup=args.warmup, transport=args.transport)
     if not args.json:
         print(f"{result['mode']}: {result['bookings_per_s']:.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
               f"mean batch {result['mean_batch']:.0f}", file=sys.stderr)
