@@ -31,8 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
-from reservation.errors import error_for
-from reservation.store.schema import attendees, bookings, events, idempotency_keys, orders
+from reservation.store.schema import attendees, bookings, events, orders
 
 
 class Fenced(Exception):
@@ -260,9 +259,10 @@ class BatchTransaction:
         )
         currency = inventory.currency
         if effects.orders:
+            # The order row is also the key's record: a keyed order's id is derived from
+            # (account, key), so a key used again meets its first order's primary key.
             by_id = {b.booking_id: b for b in effects.created}
             order_rows = []
-            key_rows = []
             for eff in effects.orders:
                 booking = by_id.get(eff.booking_id) if eff.booking_id else None
                 if eff.code is not Code.OK or booking is None:
@@ -278,13 +278,7 @@ class BatchTransaction:
                         stamp, stamp,
                     )
                 )
-                if new.idempotency_key is not None:
-                    code = 201 if status != "rejected" else error_for(eff.code, "").status
-                    key_rows.append(
-                        (new.account_id, new.idempotency_key, new.request_hash, new.order_id, code, None, stamp)
-                    )
             out.insert(orders, order_rows)
-            out.insert(idempotency_keys, key_rows)
         if effects.created:
             event_id = self.event_id
             out.insert(

@@ -1,8 +1,10 @@
 """Orders as the front end reads them, and the rows of multi-event orders.
 
-A one-event order is written entirely by its event's actor. An order over several
-events starts here: its order row and idempotency record are written first (the
-actors' booking rows refer to the order), and finished here once every actor answered.
+A one-event order is written entirely by its event's actor: its order row, whose id is
+derived from (account, Idempotency-Key), is also the key's record. An order over
+several events starts here: its order row and idempotency record (which tracks the
+request in flight) are written first (the actors' booking rows refer to the order),
+and finished here once every actor answered.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from reservation.domain.commands import Code
+from reservation.errors import error_for
 from reservation.store.schema import attendees, bookings, idempotency_keys, orders
 
 
@@ -29,7 +33,12 @@ class KeyRecord:
 async def start_order(
     engine: AsyncEngine, order: dict[str, Any], key: dict[str, Any] | None
 ) -> KeyRecord | None:
-    """Insert a pending order (and its key record); if the key exists, return its record."""
+    """Insert a pending order (and its key record); if the key exists, return its record.
+
+    The key may have been used for a one-event order first: its actor wrote only the
+    order row (whose id, derived from account and key, is this order's id), and that
+    row then stands for the key's record.
+    """
     try:
         async with engine.begin() as conn:
             if key is not None:
@@ -39,10 +48,30 @@ async def start_order(
         if key is None:
             raise
         record = await get_key(engine, key["account_id"], key["idem_key"])
-        if record is None:  # the conflicting row was an order without a key record
+        if record is None:
+            record = await _order_as_key(engine, order["id"], key["account_id"])
+        if record is None:
             raise
         return record
     return None
+
+
+async def _order_as_key(engine: AsyncEngine, order_id: str, account_id: str) -> KeyRecord | None:
+    """The key record a one-event order's row stands for (it is settled when written)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(orders.c.request_hash, orders.c.status, orders.c.problem_type).where(
+                    orders.c.id == order_id, orders.c.account_id == account_id
+                )
+            )
+        ).first()
+    if row is None or row.request_hash is None:
+        return None
+    status_code = 201
+    if row.status == "rejected":
+        status_code = error_for(Code(row.problem_type) if row.problem_type else Code.CONFLICT, "").status
+    return KeyRecord(row.request_hash, order_id, status_code, None)
 
 
 async def get_key(engine: AsyncEngine, account_id: str, idem_key: str) -> KeyRecord | None:
