@@ -63,6 +63,29 @@ def node_address() -> str:
     return "127.0.0.1"
 
 
+class _Outbox:
+    """Frames for one connection, written together once per event-loop turn.
+
+    The answers of one group commit (or the calls a front end makes in one turn) all
+    become ready in the same turn: one write for all of them rather than one each.
+    """
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._frames: list[bytes] = []
+
+    def send(self, call_id: int, data: bytes) -> None:
+        if not self._frames:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._frames.append(FRAME.pack(len(data), call_id))
+        self._frames.append(data)
+
+    def _flush(self) -> None:
+        frames, self._frames = self._frames, []
+        if frames and not self._writer.is_closing():
+            self._writer.writelines(frames)
+
+
 class ChannelServer:
     """The actor's side: answers each frame with ``serve(commands)``."""
 
@@ -99,13 +122,14 @@ class ChannelServer:
             if hello[: len(HELLO)] != HELLO or not hmac.compare_digest(hello[len(HELLO) :], self._token):
                 log.warning("channel: refused a connection without the token from %s", _peer(writer))
                 return
+            outbox = _Outbox(writer)
             while True:
                 size, call_id = FRAME.unpack(await reader.readexactly(FRAME.size))
                 if size > MAX_FRAME:
                     log.warning("channel: frame of %d bytes from %s; closing", size, _peer(writer))
                     return
                 commands = pickle.loads(await reader.readexactly(size))
-                task = asyncio.get_running_loop().create_task(self._answer(writer, call_id, commands))
+                task = asyncio.get_running_loop().create_task(self._answer(writer, outbox, call_id, commands))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
@@ -114,14 +138,15 @@ class ChannelServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, call_id: int, commands: list[Any]) -> None:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, outbox: _Outbox, call_id: int, commands: list[Any]
+    ) -> None:
         reply = await self._serve(commands)
         if writer.is_closing():
             return  # the caller is gone; it retries these ids elsewhere
-        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-        # One write per frame with no await in between, so frames never interleave.
-        # Not drained: a front end has at most a few calls in flight per actor.
-        writer.write(FRAME.pack(len(data), call_id) + data)
+        # Whole frames only, so they never interleave. Not drained: a front end has at
+        # most a few calls in flight per actor.
+        outbox.send(call_id, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class Channel:
@@ -131,6 +156,7 @@ class Channel:
         self.endpoint = endpoint
         self._reader = reader
         self._writer = writer
+        self._outbox = _Outbox(writer)
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._next_id = 0
         self._closed: BaseException | None = None
@@ -159,8 +185,7 @@ class Channel:
         call_id = self._next_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = future
-        data = pickle.dumps(commands, protocol=pickle.HIGHEST_PROTOCOL)
-        self._writer.write(FRAME.pack(len(data), call_id) + data)
+        self._outbox.send(call_id, pickle.dumps(commands, protocol=pickle.HIGHEST_PROTOCOL))
         try:
             return await asyncio.wait_for(future, timeout_s)
         finally:
