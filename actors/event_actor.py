@@ -88,7 +88,17 @@ class _Fate(enum.Enum):
 
 @dataclass(slots=True)
 class _Flight:
+    """One batch on its way to the store: applied in memory, not yet committed."""
+
     batch: list[_Pending]
+    tx: BatchTransaction
+    inv: Inventory
+    outcomes: list[Outcome]
+    effects: Effects
+    now: float
+    started: float
+    # The batch applied just before this one, if it was still in flight.
+    previous: _Flight | None
     # Set once the batch's statements have run (or failed), before its COMMIT.
     written: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[_Fate] | None = None
@@ -326,25 +336,13 @@ class EventActor:
         outcomes = [inv.apply(p.command, now) for p in batch]
         effects = inv.take_effects()
         self.launched += 1
-        flight = _Flight(batch)
-        flight.task = asyncio.get_running_loop().create_task(
-            self._commit(flight, tx, inv, outcomes, effects, now, started, previous)
-        )
+        flight = _Flight(batch, tx, inv, outcomes, effects, now, started, previous)
+        flight.task = asyncio.get_running_loop().create_task(self._commit(flight))
         return flight
 
-    async def _commit(
-        self,
-        flight: _Flight,
-        tx: BatchTransaction,
-        inv: Inventory,
-        outcomes: list[Outcome],
-        effects: Effects,
-        now: float,
-        started: float,
-        previous: _Flight | None,
-    ) -> _Fate:
+    async def _commit(self, flight: _Flight) -> _Fate:
         try:
-            return await self._settle(flight, tx, inv, outcomes, effects, now, started, previous)
+            return await self._settle(flight)
         except Exception:  # the loop awaits this task: it must end with a fate
             log.exception("event %s: batch failed unexpectedly", self.event_id)
             self._fail(flight.batch, Code.UNAVAILABLE, "internal error; retry")
@@ -354,26 +352,16 @@ class EventActor:
             if self._wake is not None:
                 self._wake.set()  # the loop reaps this flight
 
-    async def _settle(
-        self,
-        flight: _Flight,
-        tx: BatchTransaction,
-        inv: Inventory,
-        outcomes: list[Outcome],
-        effects: Effects,
-        now: float,
-        started: float,
-        previous: _Flight | None,
-    ) -> _Fate:
-        batch = flight.batch
+    async def _settle(self, flight: _Flight) -> _Fate:
+        batch, tx, inv, previous = flight.batch, flight.tx, flight.inv, flight.previous
         try:
             if previous is not None:
                 # The batch before must hold the event's row lock before this one asks for
                 # it, so that this one waits for its COMMIT and never the other way round.
                 await previous.written.wait()
             try:
-                if not effects.empty:
-                    await tx.write(inv, effects, now)
+                if not flight.effects.empty:
+                    await tx.write(inv, flight.effects, flight.now)
             finally:
                 flight.written.set()
             if not await self._landed(previous):
@@ -400,11 +388,11 @@ class EventActor:
             log.warning("event %s: commit failed: %s", self.event_id, exc)
             self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
             return _Fate.FAILED
-        inv.mark_committed(effects)
+        inv.mark_committed(flight.effects)
         self.batches += 1
-        commit_s = time.perf_counter() - started
+        commit_s = time.perf_counter() - flight.started
         size = len(batch)
-        for p, outcome in zip(batch, outcomes, strict=True):
+        for p, outcome in zip(batch, flight.outcomes, strict=True):
             if not p.future.done():
                 p.future.set_result((outcome, size, commit_s))
         self._trim(inv)
