@@ -159,8 +159,8 @@ class EventActor:
         results = await asyncio.gather(*(p.future for p in pending))
         return Reply(
             [r[0] for r in results],
-            sorted({r[1] for r in results}),
-            sorted({r[2] for r in results}),
+            [r[1] for r in results if r[1]],
+            [r[2] for r in results if r[2]],
             held=self._claim.inventory.held if self._claim is not None else 0,
         )
 
@@ -390,11 +390,7 @@ class EventActor:
             return _Fate.FAILED
         inv.mark_committed(flight.effects)
         self.batches += 1
-        commit_s = time.perf_counter() - flight.started
-        size = len(batch)
-        for p, outcome in zip(batch, flight.outcomes, strict=True):
-            if not p.future.done():
-                p.future.set_result((outcome, size, commit_s))
+        self._answer(batch, flight.outcomes, time.perf_counter() - flight.started)
         self._trim(inv)
         self._spare_gc()
         return _Fate.COMMITTED
@@ -444,9 +440,16 @@ class EventActor:
                     inv.remember(booking)
 
     def _fail(self, batch: list[_Pending], code: Code, detail: str) -> None:
-        for p in batch:
+        self._answer(batch, [Outcome(code, detail=detail)] * len(batch), 0.0)
+
+    def _answer(self, batch: list[_Pending], outcomes: list[Outcome], commit_s: float) -> None:
+        """Answer every command. The batch's size and commit time ride on one answer only,
+        so the front ends count each batch once, however many calls it served."""
+        report = True
+        for p, outcome in zip(batch, outcomes, strict=True):
             if not p.future.done():
-                p.future.set_result((Outcome(code, detail=detail), len(batch), 0.0))
+                p.future.set_result((outcome, len(batch) if report else 0, commit_s if report else 0.0))
+                report = False
 
     def _spare_gc(self) -> None:
         """Keep the cyclic collector's full passes short, so they do not stall batches.

@@ -409,3 +409,20 @@ async def test_batch_applied_on_a_failed_batch_is_rolled_back_and_run_again(mysq
         snapshot = await store_rows(api, state["event_id"])
         with pytest.raises(AssertionError):
             assert_counters_match_rows(snapshot)
+
+
+async def test_each_batch_is_reported_once_however_many_calls_it_served(api: Api) -> None:
+    """Batch figures ride on one reply per batch, so the front ends' histograms count each once."""
+    host = await api.register("host")
+    account = (await api.register("customer"))["X-Account"]
+    event_id = (await api.create_event(host, capacity=10))["id"]
+    actor = EventActor(event_id, api.runtime.settings.store_url)
+    await actor.state()
+    calls = [list(_hold_and_confirm(account, event_id, f"once-{n}", 1)[:2]) for n in range(3)]
+    replies = await asyncio.gather(*(actor.submit(c) for c in calls))
+    await actor.close()
+    assert all(o.ok for r in replies for o in r.outcomes)
+    sizes = [size for r in replies for size in r.batch_sizes]
+    # Every command is in exactly one batch, and every batch is reported exactly once.
+    assert sum(sizes) == 6 and len(sizes) == actor.batches
+    assert len([t for r in replies for t in r.commit_seconds]) == len(sizes)
