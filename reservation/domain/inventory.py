@@ -117,7 +117,6 @@ class Inventory:
         self._updated: dict[str, Booking] = {}
         self._new_orders: list[NewOrderEffect] = []
         self._uncommitted_memos: list[OrderMemo] = []
-        self._taken_memos: list[OrderMemo] = []
         self._counters_changed = False
         for booking in bookings or ():
             self.remember(booking)
@@ -405,14 +404,11 @@ class Inventory:
         self._updated = {}
         self._new_orders = []
         self._counters_changed = False
-        self._taken_memos, self._uncommitted_memos = self._uncommitted_memos, []
+        self._uncommitted_memos = []
         return effects
 
-    def mark_committed(self, effects: Effects | None = None) -> None:
-        """``effects`` (by default the effects taken last) are durable: replays of their
-        orders may now answer. Memos of effects taken later stay in flight."""
-        memos = self._taken_memos if effects is None else effects.memos
-        for memo in memos:
+    def mark_committed(self, effects: Effects) -> None:
+        """``effects`` are durable: replays of their orders may now answer. Memos of
+        effects taken later stay in flight."""
+        for memo in effects.memos:
             memo.committed = True
-        if effects is None or memos is self._taken_memos:
-            self._taken_memos = []

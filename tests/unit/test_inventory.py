@@ -467,8 +467,7 @@ def test_keyed_order_replay_does_not_hold_its_released_booking_again() -> None:
     inv = Inventory(EVENT, capacity=10)
     command = keyed_hold("key-1", 2)
     assert inv.apply(command, now=0.0).ok
-    inv.take_effects()
-    inv.mark_committed()
+    inv.mark_committed(inv.take_effects())
     assert inv.apply(Release("r1", command.booking_id), now=1.0).ok
 
     outcome = inv.apply(command, now=2.0)
@@ -636,7 +635,7 @@ def test_keyed_order_replay_after_commit_is_replayed_ok() -> None:
     command = keyed_hold("key-1", 2)
     first = inv.apply(command, now=0.0)
     effects = inv.take_effects()
-    inv.mark_committed()
+    inv.mark_committed(effects)
 
     outcome = inv.apply(command, now=1.0)
 
@@ -653,8 +652,7 @@ def test_keyed_order_replay_shows_the_booking_current_state() -> None:
     inv = Inventory(EVENT, capacity=10)
     command = keyed_hold("key-1", 2)
     assert inv.apply(command, now=0.0).ok
-    inv.take_effects()
-    inv.mark_committed()
+    inv.mark_committed(inv.take_effects())
     assert inv.apply(Confirm("k1", command.booking_id), now=1.0).ok
 
     outcome = inv.apply(command, now=2.0)
@@ -669,8 +667,7 @@ def test_keyed_order_with_different_body_is_an_idempotency_mismatch(committed: b
     inv = Inventory(EVENT, capacity=10)
     assert inv.apply(keyed_hold("key-1", 2, body=b"first"), now=0.0).ok
     if committed:
-        inv.take_effects()
-        inv.mark_committed()
+        inv.mark_committed(inv.take_effects())
 
     outcome = inv.apply(keyed_hold("key-1", 2, body=b"second"), now=1.0)
 
@@ -684,7 +681,7 @@ def test_rejected_keyed_order_is_remembered_and_replays_the_same_refusal() -> No
     first = inv.apply(command, now=0.0)
     assert first.code is Code.SOLD_OUT
     effects = inv.take_effects()
-    inv.mark_committed()
+    inv.mark_committed(effects)
     # Seats free up, but a replay must still answer what the order got the first time.
     assert inv.apply(Configure("c1", capacity=10), now=0.0).ok
 
@@ -715,8 +712,7 @@ def test_memo_replay_answers_even_when_the_event_is_paused() -> None:
     inv = Inventory(EVENT, capacity=10)
     command = keyed_hold("key-1", 2)
     assert inv.apply(command, now=0.0).ok
-    inv.take_effects()
-    inv.mark_committed()
+    inv.mark_committed(inv.take_effects())
     assert inv.apply(Configure("c1", on_sale=False), now=0.0).ok
 
     outcome = inv.apply(command, now=1.0)
@@ -725,7 +721,7 @@ def test_memo_replay_answers_even_when_the_event_is_paused() -> None:
 
 
 def test_mark_committed_commits_only_the_memos_of_the_effects_taken() -> None:
-    """mark_committed() makes durable "the effects taken last", nothing applied since.
+    """mark_committed(effects) makes durable those effects, nothing applied since.
 
     A memo written after take_effects() is not part of those effects (its order is
     only in the next take_effects()), so a replay of that order stays IN_FLIGHT until
@@ -737,13 +733,14 @@ def test_mark_committed_commits_only_the_memos_of_the_effects_taken() -> None:
     assert inv.apply(first, now=0.0).ok
     taken = inv.take_effects()  # batch 1 goes to the store...
     assert inv.apply(second, now=0.0).ok  # ...while batch 2 is being applied
-    inv.mark_committed()  # batch 1 is durable
+    inv.mark_committed(taken)  # batch 1 is durable
 
     assert [e.order.order_id for e in taken.orders] == [first.order_id]
     assert inv.apply(first, now=1.0).code is Code.OK
     assert inv.apply(second, now=1.0).code is Code.IN_FLIGHT
-    assert [e.order.order_id for e in inv.take_effects().orders] == [second.order_id]
-    inv.mark_committed()
+    batch_2 = inv.take_effects()
+    assert [e.order.order_id for e in batch_2.orders] == [second.order_id]
+    inv.mark_committed(batch_2)
     assert inv.apply(second, now=2.0).code is Code.OK
 
 

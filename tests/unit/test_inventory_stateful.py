@@ -425,7 +425,7 @@ class InventoryMachine(RuleBasedStateMachine):
             assert effects.counters_changed
 
         self.store.write(effects, self.inv)
-        self.inv.mark_committed()
+        self.inv.mark_committed(effects)
         for memo in self.model.orders.values():
             memo.committed = True
         self.committed = copy.deepcopy(self.model)
