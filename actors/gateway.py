@@ -28,6 +28,7 @@ from actors.channel import Channel, ChannelClosed
 from actors.event_actor import EventActor, Reply
 from reservation.domain.commands import Command, Outcome
 from reservation.errors import Overloaded, StoreUnavailable, Unavailable
+from reservation.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class InventoryGateway:
         self._lanes: dict[str, _Lane] = {}
         self._handles: dict[str, Any] = {}
         self._channels: dict[str, Channel] = {}
-        self._opening: dict[str, asyncio.Future[Channel]] = {}
+        self._opening: SingleFlight[Channel] = SingleFlight()
         self._pumps: set[asyncio.Task[None]] = set()
 
     def queue_depth(self) -> int:
@@ -173,23 +174,12 @@ class InventoryGateway:
         channel = self._channels.get(event_id)
         if channel is not None and not channel.closed:
             return channel
-        opening = self._opening.get(event_id)
-        if opening is not None:
-            return await asyncio.shield(opening)
-        future: asyncio.Future[Channel] = asyncio.get_running_loop().create_future()
-        self._opening[event_id] = future
-        try:
-            handle = await self._handle(event_id)
-            endpoint = await asyncio.wait_for(handle.endpoint.remote(), self.config.call_timeout_s)
-            channel = await Channel.open(endpoint)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        finally:
-            self._opening.pop(event_id, None)
-        self._channels[event_id] = channel
-        future.set_result(channel)
+        return await self._opening.run(event_id, lambda: self._open(event_id))
+
+    async def _open(self, event_id: str) -> Channel:
+        handle = await self._handle(event_id)
+        endpoint = await asyncio.wait_for(handle.endpoint.remote(), self.config.call_timeout_s)
+        channel = self._channels[event_id] = await Channel.open(endpoint)
         return channel
 
     async def _handle(self, event_id: str) -> Any:

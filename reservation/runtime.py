@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from actors.gateway import GatewayConfig, InventoryGateway
 from reservation.api import metrics
 from reservation.auth import TokenReader
 from reservation.config import Settings
+from reservation.singleflight import SingleFlight
 from reservation.store.db import is_sqlite, make_engine
 
 
@@ -25,7 +25,7 @@ class TtlCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._values: dict[Any, tuple[float, Any]] = {}
-        self._loading: dict[Any, asyncio.Future[Any]] = {}
+        self._loads: SingleFlight[Any] = SingleFlight()
 
     def peek(self, key: Any) -> Any:
         """The fresh cached value of ``key``, or None (without loading anything)."""
@@ -35,25 +35,13 @@ class TtlCache:
         return None
 
     async def get(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
         hit = self._values.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        pending = self._loading.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._loading[key] = future
-        try:
-            value = await load()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            future.set_result(value)
-        finally:
-            self._loading.pop(key, None)
+        return await self._loads.run(key, lambda: self._load(key, load))
+
+    async def _load(self, key: Any, load: Callable[[], Awaitable[Any]]) -> Any:
+        value = await load()
         if len(self._values) >= self.max_entries:
             self._values.clear()
         self._values[key] = (time.monotonic() + self.ttl_s, value)
