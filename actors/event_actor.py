@@ -54,9 +54,9 @@ MEMORY_ORDERS = 50_000
 # How often what survived the young collections is moved out of the cyclic collector's
 # sight (see _spare_gc), and how often it is all looked at once.
 FREEZE_EVERY_S = 1.0
+FULL_GC_EVERY_S = 900.0
 # Group commits in flight at once (see _run).
 PIPELINE_DEPTH = 2
-FULL_GC_EVERY_S = 900.0
 
 
 @dataclass

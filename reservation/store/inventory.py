@@ -15,8 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,17 +154,6 @@ class InventoryStore:
             await self._drop(slot)
             raise
         return BatchTransaction(conn, self.event_id, epoch, lambda: self._drop(slot))
-
-    @asynccontextmanager
-    async def batch(self, epoch: int) -> AsyncIterator[BatchTransaction]:
-        """One group-commit transaction; commits when the block exits cleanly."""
-        tx = await self.begin(epoch)
-        try:
-            yield tx
-        except BaseException:
-            await tx.rollback()
-            raise
-        await tx.commit()
 
     async def _drop(self, slot: int) -> None:
         conn = self._conns.pop(slot, None)

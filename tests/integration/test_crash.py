@@ -222,11 +222,10 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
     assert [first.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
     effects = first.inventory.take_effects()
     assert not effects.empty
-    stale = InventoryStore(engine, event_id)
+    stale = await InventoryStore(engine, event_id).begin(first.epoch)
     with pytest.raises(Fenced):
-        async with stale.batch(first.epoch) as tx:
-            await tx.write(first.inventory, effects, now)
-    await stale.close()
+        await stale.write(first.inventory, effects, now)
+    await stale.rollback()
 
     async with api.runtime.reader.connect() as conn:
         event = (
@@ -248,10 +247,11 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
 
     # The same batch under the current epoch is accepted: the refusal was the fence, nothing else.
     assert [second.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
-    current = InventoryStore(engine, event_id)
-    async with current.batch(second.epoch) as tx:
-        await tx.write(second.inventory, second.inventory.take_effects(), now)
-    await current.close()
+    store = InventoryStore(engine, event_id)
+    current = await store.begin(second.epoch)
+    await current.write(second.inventory, second.inventory.take_effects(), now)
+    await current.commit()
+    await store.close()
     snapshot = await store_rows(api, event_id)
     assert [(r.order_id, r.status) for r in snapshot["bookings"]] == [(order_id, "confirmed")]
     assert (snapshot["event"].sold, snapshot["event"].held) == (2, 0)
