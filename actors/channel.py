@@ -44,6 +44,10 @@ class ChannelClosed(ConnectionError):
     """The connection to the actor is gone; the call may or may not have run."""
 
 
+class FrameTooLarge(ValueError):
+    """A frame announced more than MAX_FRAME bytes: the connection is closed unread."""
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     host: str
@@ -124,14 +128,12 @@ class ChannelServer:
                 return
             outbox = _Outbox(writer)
             while True:
-                size, call_id = FRAME.unpack(await reader.readexactly(FRAME.size))
-                if size > MAX_FRAME:
-                    log.warning("channel: frame of %d bytes from %s; closing", size, _peer(writer))
-                    return
-                commands = pickle.loads(await reader.readexactly(size))
+                call_id, commands = await _read_frame(reader)
                 task = asyncio.get_running_loop().create_task(self._answer(writer, outbox, call_id, commands))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+        except FrameTooLarge as exc:
+            log.warning("channel: %s from %s; closing", exc, _peer(writer))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         finally:
@@ -200,10 +202,7 @@ class Channel:
         reader = self._reader
         try:
             while True:
-                size, call_id = FRAME.unpack(await reader.readexactly(FRAME.size))
-                if size > MAX_FRAME:
-                    raise ChannelClosed(f"frame of {size} bytes from the actor")
-                reply = pickle.loads(await reader.readexactly(size))
+                call_id, reply = await _read_frame(reader)
                 future = self._calls.get(call_id)
                 if future is not None and not future.done():
                     future.set_result(reply)
@@ -219,6 +218,14 @@ class Channel:
         for future in self._calls.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, Any]:
+    """The next frame's call id and unpickled payload; FrameTooLarge past MAX_FRAME."""
+    size, call_id = FRAME.unpack(await reader.readexactly(FRAME.size))
+    if size > MAX_FRAME:
+        raise FrameTooLarge(f"frame of {size} bytes")
+    return call_id, pickle.loads(await reader.readexactly(size))
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
