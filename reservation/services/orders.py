@@ -179,10 +179,14 @@ class OrderService:
             raise Unavailable("the first request's answer is not readable yet; retry")
         if order["status"] == "rejected":
             code = Code(order["problem_type"]) if order["problem_type"] else Code.CONFLICT
+            detail = order["problem_detail"] or ""
             if event_id is not None:
                 # A one-event order: its actor stored the bare detail; answer as the first time.
-                raise _fail(code, order["problem_detail"] or "", event_id)
-            raise error_for(code, order["problem_detail"] or "")
+                raise _fail(code, detail, event_id)
+            # A multi-event order stored the detail it answered; the event it was refused
+            # on (none when no single event was at fault) comes back as the first time.
+            refused_on = order["problem_event_id"]
+            raise error_for(code, detail, event_id=refused_on) if refused_on else error_for(code, detail)
         return order_view(order)
 
     async def _place_many(
@@ -276,13 +280,13 @@ class OrderService:
                 *(run(i.event_id, command(f"undo:{ids[i.event_id]}:{attempt}", ids[i.event_id])) for i in body.items)
             )
 
-        async def reject(code: Code, error: ReservationError) -> ReservationError:
+        async def reject(code: Code, error: ReservationError, event_id: str | None = None) -> ReservationError:
             await order_records.finish_order(
                 rt.writer,
                 order_id,
                 status="rejected",
                 total_minor=0,
-                problem=(code.value, error.detail),
+                problem=(code.value, error.detail, event_id),
                 key=finish_key,
                 status_code=error.status,
                 now=to_dt(time.time()),
@@ -300,7 +304,7 @@ class OrderService:
                 if key is not None:
                     await order_records.release_key(rt.writer, who.account_id, key, to_dt(time.time() - 1))
                 raise error
-            raise await reject(outcome.code, error)
+            raise await reject(outcome.code, error, item.event_id)
         views = [o.booking for o in confirms if o.booking is not None]
         assert len(views) == len(confirms)
         if len({v.currency for v in views}) > 1:

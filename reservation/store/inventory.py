@@ -263,7 +263,7 @@ class BatchTransaction:
                     (
                         new.order_id, new.account_id, status, new.request_hash, new.idempotency_key, total,
                         currency, None if eff.code is Code.OK else eff.code.value, eff.detail[:500] or None,
-                        stamp, stamp,
+                        None if eff.code is Code.OK else self.event_id, stamp, stamp,
                     )
                 )
             out.insert(orders, order_rows)

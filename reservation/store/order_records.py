@@ -130,7 +130,7 @@ async def finish_order(
     *,
     status: str,
     total_minor: int,
-    problem: tuple[str, str] | None,
+    problem: tuple[str, str, str | None] | None,
     key: tuple[str, str] | None,
     status_code: int,
     now: datetime,
@@ -147,6 +147,7 @@ async def finish_order(
                 total_minor=total_minor,
                 problem_type=problem[0] if problem else None,
                 problem_detail=problem[1][:500] if problem else None,
+                problem_event_id=problem[2] if problem else None,
                 updated_at=now,
             )
         )

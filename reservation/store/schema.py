@@ -100,6 +100,8 @@ orders = Table(
     Column("currency", String(3), nullable=False),
     Column("problem_type", String(64), nullable=True),
     Column("problem_detail", String(500), nullable=True),
+    # The event a refused order was refused on: its answer's ``event_id``, kept for replays.
+    Column("problem_event_id", Id, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     Index("ix_orders_account_id_created_at", "account_id", "created_at"),
