@@ -1,0 +1,130 @@
+"""Migrations: a store made by them is the schema the code uses, and upgrades keep rows.
+
+Both stores. An older store (migrated to the first revision, holding orders) is
+brought to the newest revision with its rows intact; the result has exactly the
+tables, columns and indexes of ``reservation.store.schema`` (alembic's own
+comparison finds no difference), and the newest revision goes back down cleanly.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, make_url, text
+
+from reservation.store.db import migrate, sync_url
+from reservation.store.schema import metadata
+from tests.conftest import _mysql_required, _mysql_server
+
+FIRST = "0001"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty store: a new SQLite file, or a new MariaDB database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
+        return
+    server = _mysql_server(request.config)
+    if server is None:
+        pytest.skip("no MariaDB/MySQL server configured")
+    name = "reservation_migrations_" + secrets.token_hex(4)
+    admin = create_engine(sync_url(server))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}`"))
+    except Exception as exc:
+        admin.dispose()
+        if _mysql_required(request.config):
+            pytest.fail(f"MariaDB/MySQL at {server} is not usable: {exc}")
+        pytest.skip(f"MariaDB/MySQL not reachable: {exc}")
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+def _differences(url: str) -> list[object]:
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            found = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    return list(found)
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(sync_url(url))
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_newest_revision_is_the_schema_the_code_uses(blank_url: str) -> None:
+    migrate(blank_url)
+    assert _differences(blank_url) == []
+    migrate(blank_url)  # again: nothing left to do, nothing breaks
+    assert _differences(blank_url) == []
+
+
+def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
+    migrate(blank_url, FIRST)
+    assert "problem_event_id" not in _columns(blank_url, "orders")
+    engine = create_engine(sync_url(blank_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, name, email, password_hash, role, created_at, updated_at) "
+                    "VALUES ('u1', 'Ada', 'ada@example.com', '-', 'customer', :t, :t)"
+                ),
+                {"t": "2026-11-25 12:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO orders (id, account_id, status, total_minor, currency, problem_type, "
+                    "problem_detail, created_at, updated_at) "
+                    "VALUES ('o1', 'u1', 'rejected', 0, 'EUR', 'sold_out', 'no seats left', :t, :t)"
+                ),
+                {"t": "2026-11-25 12:00:00"},
+            )
+        migrate(blank_url)
+        assert "problem_event_id" in _columns(blank_url, "orders")
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT status, problem_type, problem_detail, problem_event_id FROM orders WHERE id = 'o1'")
+            ).one()
+        assert tuple(row) == ("rejected", "sold_out", "no seats left", None)
+
+        migrate_down(blank_url, FIRST)
+        assert "problem_event_id" not in _columns(blank_url, "orders")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def migrate_down(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from reservation.store.db import MIGRATIONS_DIR
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
