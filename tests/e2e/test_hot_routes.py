@@ -138,6 +138,45 @@ async def test_refused_bookings(served: tuple[Api, list[str]]) -> None:
     assert len([a for a in answered if a == "POST /api/orders"]) == (12 if hot(served) else 0)
 
 
+async def test_a_request_with_several_faults_gets_the_same_answer_from_both_layers(
+    served: tuple[Api, list[str]],
+) -> None:
+    """The first fault found decides: body size, JSON syntax, token, key, content type, fields."""
+    api, answered = served
+    host, customer = await account(api, "host"), await account(api)
+    event = (await api.create_event(host, capacity=5))["id"]
+    limit = api.runtime.settings.max_body_bytes
+    big = {"items": [{"event_id": event, "attendees": [{"name": "x" * 150}] * (limit // 150 + 1)}]}
+    as_json = {"Content-Type": "application/json"}
+    as_text = {"Content-Type": "text/plain"}
+    long_key = {"Idempotency-Key": "k" * 256}
+    keyed = {**auth(customer), **long_key}
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
+        ("too large, no token", {"json": big}, 413, "body-too-large"),
+        ("too large, bad key", {"json": big, "headers": keyed}, 413, "body-too-large"),
+        ("not JSON, no token", {"content": b"{not json", "headers": as_json}, 422, "body"),
+        ("not JSON, bad key", {"content": b"{not json", "headers": {**keyed, **as_json}}, 422, "body"),
+        ("bad fields, no token", {"json": {"items": []}}, 401, "unauthorized"),
+        ("text, no token", {"content": b'{"items": []}', "headers": as_text}, 401, "unauthorized"),
+        ("good body, no token, bad key", {"json": order_body(event), "headers": long_key}, 401, "unauthorized"),
+        ("bad fields, bad key", {"json": {"items": []}, "headers": keyed}, 422, "key"),
+        ("text, bad key", {"content": b"{}", "headers": {**keyed, **as_text}}, 422, "key"),
+        ("no content type", {"content": b'{"items": []}', "headers": auth(customer)}, 422, "body"),
+        ("bad fields", {"json": {"items": []}, "headers": auth(customer)}, 422, "body"),
+    ]
+    for label, request, status, fault in cases:
+        r = await api.client.post("/api/orders", **request)
+        if fault in ("body-too-large", "unauthorized"):
+            assert_problem(r, status, fault)
+            continue
+        problem = assert_problem(r, status, "invalid-request")
+        if fault == "key":
+            assert "Idempotency-Key" in problem["detail"], (label, problem)
+        else:
+            assert problem["errors"][0]["loc"][0] == "body", (label, problem)
+    assert len([a for a in answered if a == "POST /api/orders"]) == (len(cases) if hot(served) else 0)
+
+
 async def test_reads_and_probe(served: tuple[Api, list[str]]) -> None:
     api, answered = served
     host, customer = await account(api, "host"), await account(api)
