@@ -9,6 +9,7 @@ into a failure instead of a skip (CI uses it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -75,27 +76,36 @@ def _mysql_server(config: pytest.Config) -> str | None:
     return url
 
 
-@pytest.fixture(scope="session")
-def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, migrated MariaDB database for this session."""
-    server = _mysql_server(request.config)
+@contextlib.contextmanager
+def empty_mysql_database(config: pytest.Config, prefix: str = "reservation_test_") -> Iterator[str]:
+    """A new, empty MariaDB database (dropped afterwards); skips or fails as configured."""
+    server = _mysql_server(config)
     if server is None:
         pytest.skip(f"set {MYSQL_ENV} to run MySQL tests")
-    name = "reservation_test_" + secrets.token_hex(4)
+    name = prefix + secrets.token_hex(4)
     admin = create_engine(sync_url(server))
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE DATABASE `{name}`"))
     except Exception as exc:
-        if _mysql_required(request.config):
+        admin.dispose()
+        if _mysql_required(config):
             pytest.fail(f"MariaDB/MySQL at {server} is not usable: {exc}")
         pytest.skip(f"MariaDB/MySQL not reachable: {exc}")
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield url
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mysql_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, migrated MariaDB database for this session."""
+    with empty_mysql_database(request.config) as url:
+        migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

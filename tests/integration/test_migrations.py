@@ -8,18 +8,17 @@ comparison finds no difference), and the newest revision goes back down cleanly.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy import create_engine, inspect, text
 
 from reservation.store.db import migrate, sync_url
 from reservation.store.schema import metadata
-from tests.conftest import _mysql_required, _mysql_server
+from tests.conftest import empty_mysql_database
 
 FIRST = "0001"
 
@@ -30,25 +29,8 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'blank.db'}"
         return
-    server = _mysql_server(request.config)
-    if server is None:
-        pytest.skip("no MariaDB/MySQL server configured")
-    name = "reservation_migrations_" + secrets.token_hex(4)
-    admin = create_engine(sync_url(server))
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}`"))
-    except Exception as exc:
-        admin.dispose()
-        if _mysql_required(request.config):
-            pytest.fail(f"MariaDB/MySQL at {server} is not usable: {exc}")
-        pytest.skip(f"MariaDB/MySQL not reachable: {exc}")
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with empty_mysql_database(request.config, "reservation_migrations_") as url:
+        yield url
 
 
 def _differences(url: str) -> list[object]:
