@@ -384,7 +384,7 @@ def ensure_wrk() -> str:
             "bench.compare needs wrk on PATH. On Debian/Ubuntu: sudo apt-get install -y wrk "
             "(run as root and bench.compare installs it itself)."
         )
-    progress("wrk is missing: apt-get install -y wrk")
+    progress("wrk is missing: installing it (apt-get install -y wrk)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "wrk"]
     result = subprocess.run(install, env=env, capture_output=True, text=True)
@@ -401,7 +401,7 @@ def ensure_matplotlib() -> None:
     try:
         importlib.import_module("matplotlib")
     except ImportError:
-        progress("matplotlib is missing: pip install matplotlib")
+        progress("matplotlib is missing: installing it (pip install matplotlib)")
         result = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], capture_output=True, text=True
         )
