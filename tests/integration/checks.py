@@ -16,7 +16,7 @@ from sqlalchemy import Connection, create_engine, func, select
 
 from reservation.domain.commands import BookingStatus
 from reservation.store.db import sync_url
-from reservation.store.schema import attendees, bookings, events
+from reservation.store.schema import attendees, bookings, events, orders, users
 from tests.conftest import Api
 
 LIVE = (BookingStatus.HELD.value, BookingStatus.CONFIRMED.value)
@@ -72,6 +72,32 @@ def _snapshot(conn: Connection, event_id: str) -> EventSnapshot:
     )
 
 
+def _orphans(conn: Connection, event_id: str) -> dict[str, int]:
+    """Rows of the event whose parent is missing (the booking rows carry no foreign keys)."""
+    counts = {
+        "bookings without their order": select(func.count())
+        .select_from(bookings)
+        .where(
+            bookings.c.event_id == event_id,
+            ~select(orders.c.id).where(orders.c.id == bookings.c.order_id).exists(),
+        ),
+        "attendees without their booking": select(func.count())
+        .select_from(attendees)
+        .where(
+            attendees.c.event_id == event_id,
+            ~select(bookings.c.id).where(bookings.c.id == attendees.c.booking_id).exists(),
+        ),
+        "orders without their account": select(func.count())
+        .select_from(orders)
+        .where(
+            orders.c.id.in_(select(bookings.c.order_id).where(bookings.c.event_id == event_id)),
+            ~select(users.c.id).where(users.c.id == orders.c.account_id).exists(),
+        ),
+    }
+    found = {name: int(conn.execute(query).scalar_one()) for name, query in counts.items()}
+    return {name: n for name, n in found.items() if n}
+
+
 def read_event(url: str, event_id: str) -> EventSnapshot:
     """The event's stored counters and booking sums, read in one transaction."""
     engine = create_engine(sync_url(url))
@@ -98,7 +124,10 @@ def assert_store_consistent(
     * the ``events`` counters equal SUM(quantity) of the event's bookings by status ("drift");
     * ``expected_sold`` / ``expected_held``, when given;
     * every id in ``confirmed_ids`` (bookings answered as confirmed) is a CONFIRMED
-      booking of this event in the store ("lost").
+      booking of this event in the store ("lost");
+
+    and, before all of these, that every booking of the event has its order, every
+    attendee its booking, and every such order its account ("orphans").
     """
     wanted = sorted(set(confirmed_ids))
     engine = create_engine(sync_url(url))
@@ -114,8 +143,10 @@ def assert_store_consistent(
                     )
                 )
                 found.update({r.id: (r.event_id, r.status) for r in rows})
+            orphans = _orphans(conn, event_id)
     finally:
         engine.dispose()
+    assert not orphans, f"orphans: rows of event {event_id} whose parent row is missing: {orphans}"
     assert 0 <= snap.sold and 0 <= snap.held, f"negative counters: {snap}"
     assert snap.sold + snap.held <= snap.limit, (
         f"oversold: sold {snap.sold} + held {snap.held} > capacity {snap.capacity} "

@@ -58,9 +58,18 @@ def test_newest_revision_is_the_schema_the_code_uses(blank_url: str) -> None:
     assert _differences(blank_url) == []
 
 
+def _foreign_keys(url: str, table: str) -> set[str]:
+    engine = create_engine(sync_url(url))
+    try:
+        return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys(table)}
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
     migrate(blank_url, FIRST)
     assert "problem_event_id" not in _columns(blank_url, "orders")
+    assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
     engine = create_engine(sync_url(blank_url))
     try:
         with engine.begin() as conn:
@@ -81,6 +90,9 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
             )
         migrate(blank_url)
         assert "problem_event_id" in _columns(blank_url, "orders")
+        # The rows a booking writes carry no foreign keys; the colder tables keep theirs.
+        assert [_foreign_keys(blank_url, t) for t in ("orders", "bookings", "attendees")] == [set(), set(), set()]
+        assert _foreign_keys(blank_url, "events") == {"users"}
         with engine.connect() as conn:
             row = conn.execute(
                 text("SELECT status, problem_type, problem_detail, problem_event_id FROM orders WHERE id = 'o1'")
@@ -89,6 +101,7 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
 
         migrate_down(blank_url, FIRST)
         assert "problem_event_id" not in _columns(blank_url, "orders")
+        assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import ray
+from sqlalchemy import create_engine, delete
 
 from actors.event_actor import EventActor, Reply
 from actors.gateway import actor_name
@@ -28,7 +29,7 @@ from reservation.auth import Principal, Role, hash_password, issue_token
 from reservation.domain.commands import BookingStatus, Code, Command, Confirm, Hold, Outcome
 from reservation.domain.ids import new_id, order_id_for_key
 from reservation.domain.inventory import Booking, Inventory
-from reservation.store.db import make_engine
+from reservation.store.db import make_engine, sync_url
 from reservation.store.inventory import InventoryStore, to_dt
 from reservation.store.schema import attendees, bookings, events, orders, users
 from tests.conftest import Api, auth, open_api
@@ -381,3 +382,23 @@ async def test_concurrent_multi_event_orders_leak_nothing(api: Api) -> None:
     for n, _ in refused:
         order_id = order_id_for_key(buyers[n % len(buyers)]["X-Account"], f"pair-{n}")
         assert live_bookings_of_order(url, order_id) == [], n
+
+
+async def test_store_check_reports_rows_whose_parent_is_missing(api: Api) -> None:
+    """The booking rows carry no foreign keys; the store check finds an orphan instead."""
+    url = api.runtime.settings.store_url
+    host = await api.register("host")
+    (buyer,) = await register_customers(api, 1)
+    event = (await api.create_event(host, capacity=5))["id"]
+    booked = await api.book(buyer, [event], attendees=2)
+    assert booked.status_code == 201, booked.text
+    assert_store_consistent(url, event, expected_sold=2, expected_held=0)
+
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(orders).where(orders.c.id == booked.json()["id"]))
+    finally:
+        engine.dispose()
+    with pytest.raises(AssertionError, match=r"^orphans.*bookings without their order"):
+        assert_store_consistent(url, event)
