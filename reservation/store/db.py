@@ -121,9 +121,20 @@ def _migration_lock(url: str, conn: Connection | None) -> Iterator[None]:
 
 def migrate(url: str, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (idempotent; safe when several processes start)."""
+    _alembic(url, "upgrade", revision)
+
+
+def migrate_down(url: str, revision: str) -> None:
+    """Take the schema back to ``revision`` (e.g. before going back to an older release)."""
+    _alembic(url, "downgrade", revision)
+
+
+def _alembic(url: str, step: str, revision: str) -> None:
+    """Run alembic's ``upgrade`` or ``downgrade`` under the migration lock."""
     from alembic import command
     from alembic.config import Config
 
+    run = {"upgrade": command.upgrade, "downgrade": command.downgrade}[step]
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     engine = create_engine(sync_url(url))
@@ -131,10 +142,10 @@ def migrate(url: str, revision: str = "head") -> None:
         if is_sqlite(url):
             with _migration_lock(url, None), engine.begin() as conn:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                run(cfg, revision)
         else:
             with engine.connect() as lock_conn, _migration_lock(url, lock_conn), engine.begin() as conn:
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                run(cfg, revision)
     finally:
         engine.dispose()

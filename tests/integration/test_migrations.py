@@ -8,15 +8,16 @@ comparison finds no difference), and the newest revision goes back down cleanly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 
-from reservation.store.db import migrate, sync_url
+from reservation.store.db import migrate, migrate_down, sync_url
 from reservation.store.schema import metadata
 from tests.conftest import empty_mysql_database
 
@@ -33,22 +34,28 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _differences(url: str) -> list[object]:
+@contextlib.contextmanager
+def _engine(url: str) -> Iterator[Engine]:
     engine = create_engine(sync_url(url))
     try:
-        with engine.connect() as conn:
-            found = compare_metadata(MigrationContext.configure(conn), metadata)
+        yield engine
     finally:
         engine.dispose()
-    return list(found)
+
+
+def _differences(url: str) -> list[object]:
+    with _engine(url) as engine, engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
 def _columns(url: str, table: str) -> set[str]:
-    engine = create_engine(sync_url(url))
-    try:
+    with _engine(url) as engine:
         return {c["name"] for c in inspect(engine).get_columns(table)}
-    finally:
-        engine.dispose()
+
+
+def _foreign_keys(url: str, table: str) -> set[str]:
+    with _engine(url) as engine:
+        return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys(table)}
 
 
 def test_newest_revision_is_the_schema_the_code_uses(blank_url: str) -> None:
@@ -58,20 +65,11 @@ def test_newest_revision_is_the_schema_the_code_uses(blank_url: str) -> None:
     assert _differences(blank_url) == []
 
 
-def _foreign_keys(url: str, table: str) -> set[str]:
-    engine = create_engine(sync_url(url))
-    try:
-        return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys(table)}
-    finally:
-        engine.dispose()
-
-
 def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
     migrate(blank_url, FIRST)
     assert "problem_event_id" not in _columns(blank_url, "orders")
     assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
-    engine = create_engine(sync_url(blank_url))
-    try:
+    with _engine(blank_url) as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -104,22 +102,4 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
         assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
-    finally:
-        engine.dispose()
 
-
-def migrate_down(url: str, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    from reservation.store.db import MIGRATIONS_DIR
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
-    finally:
-        engine.dispose()
