@@ -34,6 +34,7 @@ from reservation.domain.commands import (
     Outcome,
     Release,
 )
+from reservation import gc_tuning
 from reservation.domain.inventory import Effects, Inventory
 from reservation.store.db import make_engine
 from reservation.store.inventory import (
@@ -73,10 +74,28 @@ class Reply:
 
 
 @dataclass(slots=True)
+class _Call:
+    """The commands of one ``submit`` call, answered together once the last one is.
+
+    One future per call rather than one per command: a call from a front end under
+    load carries hundreds of commands, and a future each (plus gathering them) cost the
+    actor more than applying the commands did.
+    """
+
+    outcomes: list[Outcome | None]
+    future: asyncio.Future[None]
+    left: int
+    batch_sizes: list[int] = field(default_factory=list)
+    commit_seconds: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class _Pending:
     command: Command
-    future: asyncio.Future[tuple[Outcome, int, float]]
+    call: _Call
+    index: int  # the command's place in its call
     attempts: int = 0
+    answered: bool = False
 
 
 class _Fate(enum.Enum):
@@ -140,6 +159,7 @@ class EventActor:
         self.launched = self.abandoned = 0
         self._depth = 1
         self._slot = 0
+        gc_tuning.tune()
 
     # ------------------------------------------------------------ public calls
 
@@ -151,16 +171,17 @@ class EventActor:
             return Reply([Outcome(Code.UNAVAILABLE, detail="stopping") for _ in commands], stopping=True)
         self._ensure_loop()
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        pending = [_Pending(c, loop.create_future()) for c in commands]
-        self._queue.extend(pending)
+        if not commands:
+            return Reply([])
+        call = _Call([None] * len(commands), asyncio.get_running_loop().create_future(), len(commands))
+        self._queue.extend([_Pending(c, call, i) for i, c in enumerate(commands)])
         self._last_command = time.monotonic()
         self._wake.set()
-        results = await asyncio.gather(*(p.future for p in pending))
+        await call.future
         return Reply(
-            [r[0] for r in results],
-            [r[1] for r in results if r[1]],
-            [r[2] for r in results if r[2]],
+            call.outcomes,  # type: ignore[arg-type]  # every one is set before the future
+            call.batch_sizes,
+            call.commit_seconds,
             held=self._claim.inventory.held if self._claim is not None else 0,
         )
 
@@ -447,9 +468,19 @@ class EventActor:
         so the front ends count each batch once, however many calls it served."""
         report = True
         for p, outcome in zip(batch, outcomes, strict=True):
-            if not p.future.done():
-                p.future.set_result((outcome, len(batch) if report else 0, commit_s if report else 0.0))
+            if p.answered:
+                continue
+            p.answered = True
+            call = p.call
+            call.outcomes[p.index] = outcome
+            if report:
                 report = False
+                call.batch_sizes.append(len(batch))
+                if commit_s:
+                    call.commit_seconds.append(commit_s)
+            call.left -= 1
+            if not call.left and not call.future.done():
+                call.future.set_result(None)
 
     def _spare_gc(self) -> None:
         """Keep the cyclic collector's full passes short, so they do not stall batches.

@@ -70,8 +70,11 @@ async def _drive(
     actor: Any, host: str, seconds: float, callers: int, call_size: int, endpoint: Any = None
 ) -> dict[str, Any]:
     from actors.channel import Channel
+    from reservation import gc_tuning
     from reservation.domain.commands import Attendee, Confirm, Hold, NewOrder
     from reservation.domain.ids import new_id
+
+    gc_tuning.tune()  # as a front end does
 
     people = (Attendee("Bench"),)
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reservation import __version__
+from reservation import __version__, gc_tuning
 from reservation.api import metrics, problems
 from reservation.api.hot import ReservationApp
 from reservation.api.routes import accounts, events, ops, orders
@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # collector's sight, its full passes walk only what requests create.
         gc.collect()
         gc.freeze()
+        gc_tuning.tune()
         try:
             yield
         finally:
