@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.channel import ChannelServer, Endpoint
+from reservation import gc_tuning
 from reservation.domain.commands import (
     Cancel,
     Code,
@@ -34,7 +35,6 @@ from reservation.domain.commands import (
     Outcome,
     Release,
 )
-from reservation import gc_tuning
 from reservation.domain.inventory import Effects, Inventory
 from reservation.store.db import make_engine
 from reservation.store.inventory import (
