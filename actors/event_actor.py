@@ -370,6 +370,9 @@ class EventActor:
             return _Fate.FAILED
         finally:
             flight.written.set()
+            # Settled: its own predecessor is of no more use. Without this, under steady
+            # load every flight would keep the one before alive, and so all of them.
+            flight.previous = None
             if self._wake is not None:
                 self._wake.set()  # the loop reaps this flight
 

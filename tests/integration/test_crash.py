@@ -426,3 +426,47 @@ async def test_each_batch_is_reported_once_however_many_calls_it_served(api: Api
     # Every command is in exactly one batch, and every batch is reported exactly once.
     assert sum(sizes) == 6 and len(sizes) == actor.batches
     assert len([t for r in replies for t in r.commit_seconds]) == len(sizes)
+
+
+class PipelineCountingActor(EventActor):
+    """Counts the batches launched while the one before was still committing."""
+
+    on_top = 0
+
+    async def _launch(self, batch: Any, previous: Any) -> Any:
+        self.on_top += previous is not None
+        return await super()._launch(batch, previous)
+
+
+async def test_settled_batches_are_freed_under_steady_load(mysql_url: str, tmp_path: Path) -> None:
+    """A batch sent while the one before commits points at it; once settled, it lets go.
+
+    Otherwise, under load that never lets the pipeline drain, each batch (with its
+    commands, answers and rows) would keep every earlier one alive.
+    """
+    import gc
+
+    from actors.event_actor import _Flight
+
+    async with open_api(mysql_url, tmp_path) as api:
+        host = await api.register("host")
+        account = (await api.register("customer"))["X-Account"]
+        event_id = (await api.create_event(host, capacity=100_000))["id"]
+        actor = PipelineCountingActor(event_id, api.runtime.settings.store_url)
+        await actor.state()
+
+        async def customer(n: int) -> None:
+            await asyncio.sleep(n * 0.0002)  # a steady stream: commands arrive during commits
+            hold, confirm, _ = _hold_and_confirm(account, event_id, f"steady-{n}", 1)
+            reply = await actor.submit([hold, confirm])
+            assert all(o.ok for o in reply.outcomes)
+
+        await asyncio.gather(*(customer(n) for n in range(1000)))
+        gc.collect()
+        alive = sum(1 for o in gc.get_objects() if isinstance(o, _Flight))
+        state = await actor.state()
+        await actor.close()
+    assert state["sold"] == 1000
+    assert actor.on_top >= 10, "the batches never overlapped: the test shows nothing"
+    # The loop still holds the newest batch, and it the one before at most.
+    assert alive <= 2, f"{alive} batches still alive of {state['launched']}"
