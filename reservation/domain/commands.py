@@ -65,6 +65,13 @@ class NewOrder:
 
 @dataclass(frozen=True)
 class Hold:
+    """Hold seats for a booking; with ``confirm``, hold and confirm them at once.
+
+    ``confirm`` is a Hold followed by a Confirm of the same booking in one command:
+    the one-event order, whose payment does not wait between the two, books with one
+    command, one answer and no open hold.
+    """
+
     command_id: str
     booking_id: str
     order_id: str
@@ -72,6 +79,7 @@ class Hold:
     attendees: tuple[Attendee, ...]
     ttl_s: float
     new_order: NewOrder | None = None
+    confirm: bool = False
 
     @property
     def quantity(self) -> int:

@@ -230,8 +230,13 @@ class Inventory:
             if new is None and existing.status in SETTLED_WITHOUT_SEATS:
                 # A multi-event order retried after an attempt that gave its seats back
                 # (say, a 503 elsewhere): hold the same booking again if seats allow.
-                return self._hold_again(existing, cmd, now)
-            return self._replay_booking(existing)
+                outcome = self._hold_again(existing, cmd, now)
+            else:
+                outcome = self._replay_booking(existing)
+            if cmd.confirm and outcome.ok:
+                confirmed = self._confirm_booking(existing, now)
+                return replace(confirmed, replayed=outcome.replayed or confirmed.replayed)
+            return outcome
         if not 1 <= cmd.quantity <= MAX_QUANTITY:
             return self._reject(new, Code.INVALID, f"quantity must be between 1 and {MAX_QUANTITY}")
         if cmd.ttl_s <= 0:
@@ -242,23 +247,27 @@ class Inventory:
             return self._reject(
                 new, Code.SOLD_OUT, f"{cmd.quantity} seat(s) asked, {self.available} available"
             )
+        confirm = cmd.confirm
         booking = Booking(
             booking_id=cmd.booking_id,
             order_id=cmd.order_id,
             account_id=cmd.account_id,
             quantity=cmd.quantity,
             unit_price_minor=self.price_minor,
-            status=BookingStatus.HELD,
+            status=BookingStatus.CONFIRMED if confirm else BookingStatus.HELD,
             created_at=now,
-            expires_at=now + cmd.ttl_s,
+            expires_at=None if confirm else now + cmd.ttl_s,
             attendees=cmd.attendees,
         )
         self.bookings[booking.booking_id] = booking
         self._created[booking.booking_id] = booking
-        self.held += booking.quantity
         self._counters_changed = True
-        assert booking.expires_at is not None
-        heapq.heappush(self._expiries, (booking.expires_at, booking.booking_id))
+        if confirm:
+            self.sold += booking.quantity
+        else:
+            self.held += booking.quantity
+            assert booking.expires_at is not None
+            heapq.heappush(self._expiries, (booking.expires_at, booking.booking_id))
         if new is not None:
             self._memo(new, Code.OK, booking.booking_id, "")
         return Outcome(Code.OK, self.view(booking))
@@ -279,6 +288,9 @@ class Inventory:
         booking = self.bookings.get(cmd.booking_id)
         if booking is None:
             return Outcome(Code.NOT_FOUND, detail="no such booking for this event")
+        return self._confirm_booking(booking, now)
+
+    def _confirm_booking(self, booking: Booking, now: float) -> Outcome:
         if booking.status is BookingStatus.HELD:
             assert booking.expires_at is not None
             if booking.expires_at <= now:

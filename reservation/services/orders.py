@@ -132,7 +132,8 @@ class OrderService:
         item = body.items[0]
         booking_id = booking_id_for(order_id, item.event_id)
         people = tuple(Attendee(a.name, a.email) for a in item.attendees)
-        hold = Hold(
+        # Hold and confirm in one command: nothing waits between the two here.
+        book = Hold(
             command_id=f"hold:{booking_id}",
             booking_id=booking_id,
             order_id=order_id,
@@ -140,19 +141,16 @@ class OrderService:
             attendees=people,
             ttl_s=self.rt.settings.hold_ttl_s,
             new_order=NewOrder(order_id, who.account_id, fingerprint, key),
+            confirm=True,
         )
-        held, confirmed = await self.rt.gateway.execute(
-            item.event_id, [hold, Confirm(f"confirm:{booking_id}:{new_id()}", booking_id)]
-        )
-        if held.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
-            raise error_for(held.code, held.detail)
-        if held.replayed:
+        (booked,) = await self.rt.gateway.execute(item.event_id, [book])
+        if booked.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
+            raise error_for(booked.code, booked.detail)
+        if booked.replayed:
             return await self._replay(who, order_id, item.event_id)
-        if not held.ok:
-            raise _fail(held.code, held.detail, item.event_id)
-        if not confirmed.ok or confirmed.booking is None:
-            raise _fail(confirmed.code, confirmed.detail, item.event_id)
-        return self._fresh_view(order_id, item.event_id, confirmed.booking, item.attendees)
+        if not booked.ok or booked.booking is None:
+            raise _fail(booked.code, booked.detail, item.event_id)
+        return self._fresh_view(order_id, item.event_id, booked.booking, item.attendees)
 
     def _fresh_view(self, order_id: str, event_id: str, b: BookingView, attendees: Any) -> dict[str, Any]:
         """The answer of a one-event order, built from its actor's outcome as the store will show it."""

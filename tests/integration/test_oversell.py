@@ -186,7 +186,10 @@ class UnserialisedEventActor(EventActor):
 
     async def _apply_unserialised(self, inv: Inventory, command: Command) -> Outcome:
         if isinstance(command, Hold):
-            return await self._hold(inv, command)
+            held = await self._hold(inv, command)
+            if command.confirm and held.ok:  # the one-event order: hold, then confirm
+                return await self._confirm(inv, Confirm(f"confirm:{command.booking_id}", command.booking_id))
+            return held
         if isinstance(command, Confirm):
             return await self._confirm(inv, command)
         return Outcome(Code.INVALID, detail="not supported by this test double")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from reservation.domain.commands import (
@@ -98,6 +100,65 @@ def test_hold_within_capacity_holds_seats() -> None:
     assert outcome.booking.expires_at == 130.0
     assert counters(inv) == (0, 3)
     assert inv.available == 7
+    inv.check_invariants()
+
+
+def test_hold_with_confirm_books_seats_as_sold_with_no_open_hold() -> None:
+    inv = Inventory(EVENT, capacity=3, oversell_capacity=1, price_minor=900, currency="EUR")
+    booking = replace(keyed_hold("k1", 3), confirm=True)
+
+    outcome = inv.apply(booking, now=100.0)
+
+    assert outcome.ok and not outcome.replayed
+    assert outcome.booking is not None
+    assert outcome.booking.status is BookingStatus.CONFIRMED
+    assert outcome.booking.expires_at is None
+    assert counters(inv) == (3, 0)
+    assert inv.next_expiry() is None
+    effects = inv.take_effects()
+    assert [(b.booking_id, b.status, b.expires_at) for b in effects.created] == [
+        (booking.booking_id, BookingStatus.CONFIRMED, None)
+    ]
+    assert [(o.code, o.booking_id) for o in effects.orders] == [(Code.OK, booking.booking_id)]
+    # Only the oversell seat is left: two more are sold out, and nothing changes.
+    refused = inv.apply(replace(keyed_hold("k2", 2), confirm=True), now=101.0)
+    assert refused.code is Code.SOLD_OUT
+    assert counters(inv) == (3, 0)
+    inv.check_invariants()
+
+
+def test_hold_with_confirm_answers_as_a_hold_then_a_confirm_would() -> None:
+    """Same counters, booking rows, order rows and replays as the two commands."""
+    one, two = Inventory(EVENT, capacity=10), Inventory(EVENT, capacity=10)
+    first = keyed_hold("k1", 2)
+    combined = one.apply(replace(first, confirm=True), now=5.0)
+    held = two.apply(first, now=5.0)
+    confirmed = two.apply(Confirm("c1", first.booking_id), now=5.0)
+    assert held.ok and confirmed.ok
+    assert combined == confirmed
+    assert counters(one) == counters(two) == (2, 0)
+    mine, theirs = one.take_effects(), two.take_effects()
+    assert mine.created == theirs.created and mine.orders == theirs.orders
+    one.mark_committed(mine)
+    two.mark_committed(theirs)
+    # Asked again with the same key: replayed, nothing booked twice.
+    again = one.apply(replace(first, confirm=True), now=6.0)
+    assert again.ok and again.replayed and again == two.apply(first, now=6.0)
+    assert counters(one) == (2, 0)
+
+
+def test_hold_with_confirm_on_a_held_booking_confirms_it_unless_expired() -> None:
+    inv = Inventory(EVENT, capacity=10, bookings=[held_booking("b1", 2, expires_at=50.0)])
+
+    late = inv.apply(replace(hold("b1", 2), confirm=True), now=60.0)
+    assert late.code is Code.HOLD_EXPIRED and late.replayed
+    assert counters(inv) == (0, 0)
+
+    inv = Inventory(EVENT, capacity=10, bookings=[held_booking("b1", 2, expires_at=50.0)])
+    on_time = inv.apply(replace(hold("b1", 2), confirm=True), now=40.0)
+    assert on_time.ok and on_time.replayed
+    assert on_time.booking is not None and on_time.booking.status is BookingStatus.CONFIRMED
+    assert counters(inv) == (2, 0)
     inv.check_invariants()
 
 

@@ -136,15 +136,29 @@ class Model:
             if existing.order_id != cmd.order_id or existing.quantity != cmd.quantity:
                 return Expect(Code.CONFLICT)
             if new is None and existing.status not in LIVE_STATUSES:
-                return self.hold_again(existing, cmd, now)
-            replay_code = {
-                BookingStatus.HELD: Code.OK,
-                BookingStatus.CONFIRMED: Code.OK,
-                BookingStatus.CANCELLED: Code.CONFLICT,
-                BookingStatus.RELEASED: Code.HOLD_EXPIRED,
-                BookingStatus.EXPIRED: Code.HOLD_EXPIRED,
-            }[existing.status]
-            return Expect(replay_code, replayed=True, view=existing.view())
+                expect = self.hold_again(existing, cmd, now)
+            else:
+                replay_code = {
+                    BookingStatus.HELD: Code.OK,
+                    BookingStatus.CONFIRMED: Code.OK,
+                    BookingStatus.CANCELLED: Code.CONFLICT,
+                    BookingStatus.RELEASED: Code.HOLD_EXPIRED,
+                    BookingStatus.EXPIRED: Code.HOLD_EXPIRED,
+                }[existing.status]
+                expect = Expect(replay_code, replayed=True, view=existing.view())
+            if cmd.confirm and expect.code is Code.OK:
+                # As a Confirm of the booking right after the hold.
+                code = Code.OK
+                if existing.status is BookingStatus.HELD:
+                    assert existing.expires_at is not None
+                    if existing.expires_at <= now:
+                        self._move(existing, BookingStatus.EXPIRED)
+                        code = Code.HOLD_EXPIRED
+                    else:
+                        self._move(existing, BookingStatus.CONFIRMED)
+                    return Expect(code, replayed=expect.replayed, view=existing.view())
+                return Expect(code, replayed=True, view=existing.view())
+            return expect
         if not 1 <= cmd.quantity <= MAX_QUANTITY or cmd.ttl_s <= 0:
             code = Code.INVALID
         elif not self.on_sale:
@@ -153,9 +167,14 @@ class Model:
             code = Code.SOLD_OUT
         else:
             code = Code.OK
-            self.bookings[cmd.booking_id] = ModelBooking(
-                cmd.order_id, cmd.quantity, self.price, BookingStatus.HELD, now + cmd.ttl_s
-            )
+            if cmd.confirm:
+                self.bookings[cmd.booking_id] = ModelBooking(
+                    cmd.order_id, cmd.quantity, self.price, BookingStatus.CONFIRMED, None
+                )
+            else:
+                self.bookings[cmd.booking_id] = ModelBooking(
+                    cmd.order_id, cmd.quantity, self.price, BookingStatus.HELD, now + cmd.ttl_s
+                )
         if new is not None and (new.idempotency_key is not None or code is Code.OK):
             booking_id = cmd.booking_id if code is Code.OK else None
             self.orders[new.order_id] = ModelMemo(new.request_hash, code, booking_id, False)
@@ -455,9 +474,10 @@ class InventoryMachine(RuleBasedStateMachine):
         self.apply_hold(command)
         self.records.append(Record(command, self.batch))
 
-    @rule(quantity=quantities, ttl=ttls, keyed=st.booleans())
-    def hold_new_order(self, quantity: int, ttl: float, keyed: bool) -> None:
-        """The one-event fast path: an order (with or without Idempotency-Key) and its booking."""
+    @rule(quantity=quantities, ttl=ttls, keyed=st.booleans(), confirm=st.booleans())
+    def hold_new_order(self, quantity: int, ttl: float, keyed: bool, confirm: bool) -> None:
+        """An order (with or without Idempotency-Key) and its booking; with ``confirm``, the
+        one-event fast path, which holds and confirms in one command."""
         n = self.next_serial()
         key = f"key-{n}"
         order_id = order_id_for_key(ACCOUNT, key)
@@ -475,6 +495,7 @@ class InventoryMachine(RuleBasedStateMachine):
             attendees=tuple(Attendee(f"guest {i}") for i in range(quantity)),
             ttl_s=ttl,
             new_order=new_order,
+            confirm=confirm,
         )
         self.apply_hold(command)
         self.records.append(Record(command, self.batch))
