@@ -148,16 +148,10 @@ class Model:
                 expect = Expect(replay_code, replayed=True, view=existing.view())
             if cmd.confirm and expect.code is Code.OK:
                 # As a Confirm of the booking right after the hold.
-                code = Code.OK
                 if existing.status is BookingStatus.HELD:
-                    assert existing.expires_at is not None
-                    if existing.expires_at <= now:
-                        self._move(existing, BookingStatus.EXPIRED)
-                        code = Code.HOLD_EXPIRED
-                    else:
-                        self._move(existing, BookingStatus.CONFIRMED)
+                    code = self.confirm_held(existing, now)
                     return Expect(code, replayed=expect.replayed, view=existing.view())
-                return Expect(code, replayed=True, view=existing.view())
+                return Expect(Code.OK, replayed=True, view=existing.view())
             return expect
         if not 1 <= cmd.quantity <= MAX_QUANTITY or cmd.ttl_s <= 0:
             code = Code.INVALID
@@ -179,6 +173,15 @@ class Model:
             booking_id = cmd.booking_id if code is Code.OK else None
             self.orders[new.order_id] = ModelMemo(new.request_hash, code, booking_id, False)
         return Expect(code, view=self.view_of(cmd.booking_id) if code is Code.OK else None)
+
+    def confirm_held(self, booking: ModelBooking, now: float) -> Code:
+        """Confirm a held booking: confirmed, or expired if its time is up."""
+        assert booking.expires_at is not None
+        if booking.expires_at <= now:
+            self._move(booking, BookingStatus.EXPIRED)
+            return Code.HOLD_EXPIRED
+        self._move(booking, BookingStatus.CONFIRMED)
+        return Code.OK
 
     def hold_again(self, booking: ModelBooking, cmd: Hold, now: float) -> Expect:
         """A plain Hold whose booking gave its seats back holds it again (same price)."""
@@ -209,12 +212,7 @@ class Model:
         code, replayed = Code.OK, False
         if isinstance(cmd, Confirm):
             if status is BookingStatus.HELD:
-                assert booking.expires_at is not None
-                if booking.expires_at <= now:
-                    self._move(booking, BookingStatus.EXPIRED)
-                    code = Code.HOLD_EXPIRED
-                else:
-                    self._move(booking, BookingStatus.CONFIRMED)
+                code = self.confirm_held(booking, now)
             elif status is BookingStatus.CONFIRMED:
                 replayed = True
             else:
