@@ -95,7 +95,6 @@ class _Pending:
     call: _Call
     index: int  # the command's place in its call
     attempts: int = 0
-    answered: bool = False
 
 
 class _Fate(enum.Enum):
@@ -471,10 +470,9 @@ class EventActor:
         so the front ends count each batch once, however many calls it served."""
         report = True
         for p, outcome in zip(batch, outcomes, strict=True):
-            if p.answered:
-                continue
-            p.answered = True
             call = p.call
+            if call.outcomes[p.index] is not None:
+                continue  # answered already
             call.outcomes[p.index] = outcome
             if report:
                 report = False
