@@ -8,11 +8,12 @@ front end's engine, for async tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, func, select
+from sqlalchemy import Connection, Engine, Table, create_engine, func, select
 
 from reservation.domain.commands import BookingStatus
 from reservation.store.db import sync_url
@@ -74,38 +75,44 @@ def _snapshot(conn: Connection, event_id: str) -> EventSnapshot:
 
 def _orphans(conn: Connection, event_id: str) -> dict[str, int]:
     """Rows of the event whose parent is missing (the booking rows carry no foreign keys)."""
+
+    def without(rows: Table, of_event: Any, reference: Any, parent_id: Any) -> Any:
+        """How many of the event's ``rows`` refer to a ``parent_id`` that is not there."""
+        missing = ~select(parent_id).where(parent_id == reference).exists()
+        return select(func.count()).select_from(rows).where(of_event, missing)
+
     counts = {
-        "bookings without their order": select(func.count())
-        .select_from(bookings)
-        .where(
-            bookings.c.event_id == event_id,
-            ~select(orders.c.id).where(orders.c.id == bookings.c.order_id).exists(),
+        "bookings without their order": without(
+            bookings, bookings.c.event_id == event_id, bookings.c.order_id, orders.c.id
         ),
-        "attendees without their booking": select(func.count())
-        .select_from(attendees)
-        .where(
-            attendees.c.event_id == event_id,
-            ~select(bookings.c.id).where(bookings.c.id == attendees.c.booking_id).exists(),
+        "attendees without their booking": without(
+            attendees, attendees.c.event_id == event_id, attendees.c.booking_id, bookings.c.id
         ),
-        "orders without their account": select(func.count())
-        .select_from(orders)
-        .where(
+        "orders without their account": without(
+            orders,
             orders.c.id.in_(select(bookings.c.order_id).where(bookings.c.event_id == event_id)),
-            ~select(users.c.id).where(users.c.id == orders.c.account_id).exists(),
+            orders.c.account_id,
+            users.c.id,
         ),
     }
     found = {name: int(conn.execute(query).scalar_one()) for name, query in counts.items()}
     return {name: n for name, n in found.items() if n}
 
 
-def read_event(url: str, event_id: str) -> EventSnapshot:
-    """The event's stored counters and booking sums, read in one transaction."""
+@contextlib.contextmanager
+def sync_engine(url: str) -> Iterator[Engine]:
+    """A synchronous engine on the store at ``url`` (async URLs too), disposed after use."""
     engine = create_engine(sync_url(url))
     try:
-        with engine.connect() as conn, conn.begin():
-            return _snapshot(conn, event_id)
+        yield engine
     finally:
         engine.dispose()
+
+
+def read_event(url: str, event_id: str) -> EventSnapshot:
+    """The event's stored counters and booking sums, read in one transaction."""
+    with sync_engine(url) as engine, engine.connect() as conn, conn.begin():
+        return _snapshot(conn, event_id)
 
 
 def assert_store_consistent(
@@ -130,22 +137,18 @@ def assert_store_consistent(
     attendee its booking, and every such order its account ("orphans").
     """
     wanted = sorted(set(confirmed_ids))
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.connect() as conn, conn.begin():
-            snap = _snapshot(conn, event_id)
-            found: dict[str, tuple[str, str]] = {}
-            # Chunked: SQLite limits the number of bound parameters per statement.
-            for start in range(0, len(wanted), 500):
-                rows = conn.execute(
-                    select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
-                        bookings.c.id.in_(wanted[start : start + 500])
-                    )
+    with sync_engine(url) as engine, engine.connect() as conn, conn.begin():
+        snap = _snapshot(conn, event_id)
+        found: dict[str, tuple[str, str]] = {}
+        # Chunked: SQLite limits the number of bound parameters per statement.
+        for start in range(0, len(wanted), 500):
+            rows = conn.execute(
+                select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
+                    bookings.c.id.in_(wanted[start : start + 500])
                 )
-                found.update({r.id: (r.event_id, r.status) for r in rows})
-            orphans = _orphans(conn, event_id)
-    finally:
-        engine.dispose()
+            )
+            found.update({r.id: (r.event_id, r.status) for r in rows})
+        orphans = _orphans(conn, event_id)
     assert not orphans, f"orphans: rows of event {event_id} whose parent row is missing: {orphans}"
     assert 0 <= snap.sold and 0 <= snap.held, f"negative counters: {snap}"
     assert snap.sold + snap.held <= snap.limit, (
@@ -170,17 +173,13 @@ def assert_store_consistent(
 
 def live_bookings_of_order(url: str, order_id: str) -> list[tuple[str, str, str]]:
     """(booking id, event id, status) of the order's HELD or CONFIRMED bookings in the store."""
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
-                    bookings.c.order_id == order_id, bookings.c.status.in_(LIVE)
-                )
+    with sync_engine(url) as engine, engine.connect() as conn:
+        rows = conn.execute(
+            select(bookings.c.id, bookings.c.event_id, bookings.c.status).where(
+                bookings.c.order_id == order_id, bookings.c.status.in_(LIVE)
             )
-            return [(r.id, r.event_id, r.status) for r in rows]
-    finally:
-        engine.dispose()
+        )
+        return [(r.id, r.event_id, r.status) for r in rows]
 
 
 # ------------------------------------------------ through the front end's own engine

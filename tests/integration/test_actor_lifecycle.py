@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import ray
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 
 from actors.gateway import GatewayConfig, InventoryGateway, actor_name
 from reservation.domain.commands import Attendee, Code, Configure, Hold
 from reservation.domain.ids import new_id
-from reservation.store.db import sync_url
 from reservation.store.schema import bookings, events
 from tests.conftest import NAMESPACE, Api, open_api
+from tests.integration.checks import sync_engine
 
 
 async def _event_with_order(api: Api, **fields: object) -> tuple[str, str, str]:
@@ -57,11 +57,9 @@ async def test_actor_expires_holds_on_time(sqlite_url: str, ray_session: None, t
         await asyncio.sleep(1.5)  # nobody sends a command: the actor must expire it by itself
         state = await gw.state(event_id)
         assert state["held"] == 0 and state["sold"] == 0
-        engine = create_engine(sync_url(sqlite_url))
-        with engine.connect() as conn:
+        with sync_engine(sqlite_url) as engine, engine.connect() as conn:
             status = conn.execute(select(bookings.c.status).where(bookings.c.id == booking_id)).scalar_one()
             held_col = conn.execute(select(events.c.held).where(events.c.id == event_id)).scalar_one()
-        engine.dispose()
         assert status == "expired" and held_col == 0
 
 

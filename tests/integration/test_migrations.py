@@ -8,18 +8,18 @@ comparison finds no difference), and the newest revision goes back down cleanly.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import inspect, text
 
-from reservation.store.db import migrate, migrate_down, sync_url
+from reservation.store.db import migrate, migrate_down
 from reservation.store.schema import metadata
 from tests.conftest import empty_mysql_database
+from tests.integration.checks import sync_engine
 
 FIRST = "0001"
 
@@ -34,27 +34,18 @@ def blank_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@contextlib.contextmanager
-def _engine(url: str) -> Iterator[Engine]:
-    engine = create_engine(sync_url(url))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _differences(url: str) -> list[object]:
-    with _engine(url) as engine, engine.connect() as conn:
+    with sync_engine(url) as engine, engine.connect() as conn:
         return list(compare_metadata(MigrationContext.configure(conn), metadata))
 
 
 def _columns(url: str, table: str) -> set[str]:
-    with _engine(url) as engine:
+    with sync_engine(url) as engine:
         return {c["name"] for c in inspect(engine).get_columns(table)}
 
 
 def _foreign_keys(url: str, table: str) -> set[str]:
-    with _engine(url) as engine:
+    with sync_engine(url) as engine:
         return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys(table)}
 
 
@@ -69,7 +60,7 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
     migrate(blank_url, FIRST)
     assert "problem_event_id" not in _columns(blank_url, "orders")
     assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
-    with _engine(blank_url) as engine:
+    with sync_engine(blank_url) as engine:
         with engine.begin() as conn:
             conn.execute(
                 text(

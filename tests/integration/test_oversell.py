@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import ray
-from sqlalchemy import create_engine, delete
+from sqlalchemy import delete
 
 from actors.event_actor import EventActor, Reply
 from actors.gateway import actor_name
@@ -29,7 +29,7 @@ from reservation.auth import Principal, Role, hash_password, issue_token
 from reservation.domain.commands import BookingStatus, Code, Command, Confirm, Hold, Outcome
 from reservation.domain.ids import new_id, order_id_for_key
 from reservation.domain.inventory import Booking, Inventory
-from reservation.store.db import make_engine, sync_url
+from reservation.store.db import make_engine
 from reservation.store.inventory import InventoryStore, to_dt
 from reservation.store.schema import attendees, bookings, events, orders, users
 from tests.conftest import Api, auth, open_api
@@ -37,6 +37,7 @@ from tests.integration.checks import (
     assert_store_consistent,
     live_bookings_of_order,
     read_event,
+    sync_engine,
 )
 
 CAPACITY = 100
@@ -397,11 +398,7 @@ async def test_store_check_reports_rows_whose_parent_is_missing(api: Api) -> Non
     assert booked.status_code == 201, booked.text
     assert_store_consistent(url, event, expected_sold=2, expected_held=0)
 
-    engine = create_engine(sync_url(url))
-    try:
-        with engine.begin() as conn:
-            conn.execute(delete(orders).where(orders.c.id == booked.json()["id"]))
-    finally:
-        engine.dispose()
+    with sync_engine(url) as engine, engine.begin() as conn:
+        conn.execute(delete(orders).where(orders.c.id == booked.json()["id"]))
     with pytest.raises(AssertionError, match=r"^orphans.*bookings without their order"):
         assert_store_consistent(url, event)
