@@ -234,79 +234,86 @@ class BatchTransaction:
         the batch created or changed. All of it is sent as one ``_Statements`` list: one
         round trip on MySQL/MariaDB however many tables the batch touches.
         """
-        out = _Statements(self.conn.dialect)
-        stamp = _sql_time(to_dt(now))
-        out.add(
-            "UPDATE events SET sold = %s, held = %s, capacity = %s, oversell_capacity = %s, status = %s, "
-            "price_minor = %s, version = version + 1, updated_at = %s WHERE id = %s AND epoch = %s",
-            (
-                inventory.sold, inventory.held, inventory.capacity, inventory.oversell_capacity,
-                "on_sale" if inventory.on_sale else "paused", inventory.price_minor, stamp,
-                self.event_id, self.epoch,
-            ),
-        )
-        currency = inventory.currency
-        if effects.orders:
-            # The order row is also the key's record: a keyed order's id is derived from
-            # (account, key), so a key used again meets its first order's primary key.
-            by_id = {b.booking_id: b for b in effects.created}
-            order_rows = []
-            for eff in effects.orders:
-                booking = by_id.get(eff.booking_id) if eff.booking_id else None
-                if eff.code is not Code.OK or booking is None:
-                    status, total = "rejected", 0
-                else:
-                    status = _order_status(booking.status)
-                    total = booking.quantity * booking.unit_price_minor
-                new = eff.order
-                order_rows.append(
-                    (
-                        new.order_id, new.account_id, status, new.request_hash, new.idempotency_key, total,
-                        currency, None if eff.code is Code.OK else eff.code.value, eff.detail[:500] or None,
-                        None if eff.code is Code.OK else self.event_id, stamp, stamp,
-                    )
-                )
-            out.insert(orders, order_rows)
-        if effects.created:
-            event_id = self.event_id
-            out.insert(
-                bookings,
-                [
-                    (
-                        b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
-                        b.status.value, None if b.expires_at is None else _sql_time(to_dt(b.expires_at)),
-                        _sql_time(to_dt(b.created_at)), stamp,
-                    )
-                    for b in effects.created
-                ],
-            )
-            out.insert(
-                attendees,
-                [
-                    (b.booking_id, position, b.order_id, event_id, a.name, a.email)
-                    for b in effects.created
-                    for position, a in enumerate(b.attendees)
-                ],
-            )
-        if effects.updated:
-            # One statement per target status, not one per booking.
-            by_status: dict[BookingStatus, list[str]] = defaultdict(list)
-            for b in effects.updated:
-                if b.status is BookingStatus.HELD and b.expires_at is not None:
-                    out.add(
-                        "UPDATE bookings SET status = %s, expires_at = %s, updated_at = %s WHERE id = %s",
-                        (BookingStatus.HELD.value, _sql_time(to_dt(b.expires_at)), stamp, b.booking_id),
-                    )
-                else:
-                    by_status[b.status].append(b.booking_id)
-            for status, ids in by_status.items():
-                out.add(
-                    "UPDATE bookings SET status = %s, expires_at = NULL, updated_at = %s "
-                    f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
-                    (status.value, stamp, *ids),
-                )
+        out = batch_statements(self.conn.dialect, self.event_id, self.epoch, inventory, effects, now)
         if await out.run(self.conn) != 1:
             raise Fenced(self.event_id)
+
+
+def batch_statements(
+    dialect: Any, event_id: str, epoch: int, inventory: Inventory, effects: Effects, now: float
+) -> _Statements:
+    """The statements that write one batch's effects (``BatchTransaction.write`` sends them)."""
+    out = _Statements(dialect)
+    stamp = _sql_time(to_dt(now))
+    out.add(
+        "UPDATE events SET sold = %s, held = %s, capacity = %s, oversell_capacity = %s, status = %s, "
+        "price_minor = %s, version = version + 1, updated_at = %s WHERE id = %s AND epoch = %s",
+        (
+            inventory.sold, inventory.held, inventory.capacity, inventory.oversell_capacity,
+            "on_sale" if inventory.on_sale else "paused", inventory.price_minor, stamp,
+            event_id, epoch,
+        ),
+    )
+    currency = inventory.currency
+    if effects.orders:
+        # The order row is also the key's record: a keyed order's id is derived from
+        # (account, key), so a key used again meets its first order's primary key.
+        by_id = {b.booking_id: b for b in effects.created}
+        order_rows = []
+        for eff in effects.orders:
+            booking = by_id.get(eff.booking_id) if eff.booking_id else None
+            if eff.code is not Code.OK or booking is None:
+                status, total = "rejected", 0
+            else:
+                status = _order_status(booking.status)
+                total = booking.quantity * booking.unit_price_minor
+            new = eff.order
+            order_rows.append(
+                (
+                    new.order_id, new.account_id, status, new.request_hash, new.idempotency_key, total,
+                    currency, None if eff.code is Code.OK else eff.code.value, eff.detail[:500] or None,
+                    None if eff.code is Code.OK else event_id, stamp, stamp,
+                )
+            )
+        out.insert(orders, order_rows)
+    if effects.created:
+        out.insert(
+            bookings,
+            [
+                (
+                    b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
+                    b.status.value, None if b.expires_at is None else _sql_time(to_dt(b.expires_at)),
+                    _sql_time(to_dt(b.created_at)), stamp,
+                )
+                for b in effects.created
+            ],
+        )
+        out.insert(
+            attendees,
+            [
+                (b.booking_id, position, b.order_id, event_id, a.name, a.email)
+                for b in effects.created
+                for position, a in enumerate(b.attendees)
+            ],
+        )
+    if effects.updated:
+        # One statement per target status, not one per booking.
+        by_status: dict[BookingStatus, list[str]] = defaultdict(list)
+        for b in effects.updated:
+            if b.status is BookingStatus.HELD and b.expires_at is not None:
+                out.add(
+                    "UPDATE bookings SET status = %s, expires_at = %s, updated_at = %s WHERE id = %s",
+                    (BookingStatus.HELD.value, _sql_time(to_dt(b.expires_at)), stamp, b.booking_id),
+                )
+            else:
+                by_status[b.status].append(b.booking_id)
+        for status, ids in by_status.items():
+            out.add(
+                "UPDATE bookings SET status = %s, expires_at = NULL, updated_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(ids))})",
+                (status.value, stamp, *ids),
+            )
+    return out
 
 
 class _Statements:
@@ -358,11 +365,14 @@ class _Statements:
                     break
         return first
 
-    async def _run_inline(self, conn: AsyncConnection) -> int:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
-        if driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+    def queries(self, no_backslash_escapes: bool = False) -> list[str]:
+        """The statements as MySQL/MariaDB query texts, values inlined as literals.
+
+        Statements (long inserts split into several) are packed into queries of at most
+        MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
+        becomes a few round trips instead of one the server would refuse.
+        """
+        if no_backslash_escapes:
 
             def escape(text: str) -> str:
                 return text.replace("'", "''")
@@ -384,9 +394,6 @@ class _Statements:
                 return "'" + escape(str(value)) + "'"
             raise TypeError(f"no SQL literal for {kind.__name__}")
 
-        # Statements (long inserts split into several) packed into queries of at most
-        # MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
-        # becomes a few round trips instead of one the server would refuse.
         queries: list[list[str]] = [[]]
         size = 0
 
@@ -412,11 +419,18 @@ class _Statements:
                 values.append(value)
                 length += len(value) + 2
             add(sql + ", ".join(values))
+        return [";\n".join(query) for query in queries]
+
+    async def _run_inline(self, conn: AsyncConnection) -> int:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        queries = self.queries(bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES))
         cursor = await driver.cursor()
         try:
             first = -1
             for query in queries:
-                await cursor.execute(";\n".join(query))
+                await cursor.execute(query)
                 if first < 0:
                     first = int(cursor.rowcount)
                 # Read every result: a later statement's error surfaces here, and the
