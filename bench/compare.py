@@ -10,7 +10,10 @@ and reports requests/s, p50/p90/p99 latency, errors and the CPU share wrk itself
 * baseline: ``bench/baseline.py`` (FastAPI + aiomysql, one transaction per booking), same
   request body, same tokens, same MariaDB server;
 * engine: ``python -m bench.engine`` (one event actor driven directly, no HTTP), batched
-  and unbatched; reported as missing if that module is absent or fails.
+  and unbatched; reported as missing if that module is absent or fails;
+* store ceiling: ``python -m bench.engine --store-ceiling``, the rows the actor writes
+  for its batches, built beforehand and sent straight to MariaDB at the batch size the
+  batched engine ran at: what the store itself accepts, which the engine cannot beat.
 
 After every booking phase it checks the store: seats taken never above capacity +
 oversell, the event's counters equal its booking rows, and the 201 answers wrk counted
@@ -75,7 +78,7 @@ BENCH_JSON = "BENCH_JSON "
 class Target:
     key: str
     label: str
-    kind: str  # "floor", "booking", "read", "baseline", "engine"
+    kind: str  # "floor", "booking", "read", "baseline", "engine", "ceiling"
 
 
 TARGETS: tuple[Target, ...] = (
@@ -87,6 +90,7 @@ TARGETS: tuple[Target, ...] = (
     Target("baseline_bookings_mariadb", "baseline: FastAPI+aiomysql (MariaDB)", "baseline"),
     Target("engine_batched", "engine: actor, batched (MariaDB, no HTTP)", "engine"),
     Target("engine_unbatched", "engine: actor, unbatched (MariaDB, no HTTP)", "engine"),
+    Target("store_ceiling", "store ceiling: the engine's rows, no actor (MariaDB)", "ceiling"),
 )
 BY_KEY = {t.key: t for t in TARGETS}
 
@@ -859,10 +863,45 @@ class Bench:
                     f"<= 201 answers + {unanswered} unanswered",
                 )
             )
+        self.record_checks(target, phase, found)
+
+    def record_checks(self, target: Target, phase: str, found: list[tuple[str, bool, str]]) -> None:
         for name, passed, detail in found:
             self.checks.append({"target": target.key, "phase": phase, "check": name, "pass": passed, "detail": detail})
             if not passed:
                 progress(f"  CORRECTNESS FAILURE {target.key} ({phase}): {name}: {detail}")
+
+    def check_engine(self, target: Target, url: str, result: dict[str, Any]) -> None:
+        """The engine's (or the ceiling's) event in its store after the run: seats within
+        the limit, counters equal to the booking rows, and every booking it counted there."""
+        from reservation.store.db import sync_url
+
+        engine = create_engine(sync_url(url))
+        try:
+            after = our_snapshot(engine, str(result["event_id"]))
+        finally:
+            engine.dispose()
+        counted = int(result["bookings"])
+        # The engine's count leaves out its warm-up; the actor's own counter covers both.
+        stored = int(result.get("actor_sold", counted))
+        self.record_checks(target, "run", [
+            (
+                "seats taken within capacity + oversell",
+                after.sold + after.held <= after.capacity + after.oversell,
+                f"sold {after.sold} + held {after.held} <= {after.capacity} + {after.oversell}",
+            ),
+            (
+                "counters equal booking rows",
+                after.sold == after.confirmed_qty and after.held == after.held_qty,
+                f"sold {after.sold} = confirmed quantity {after.confirmed_qty}, "
+                f"held {after.held} = held quantity {after.held_qty}",
+            ),
+            (
+                "every counted booking is in the store",
+                counted <= stored == after.confirmed_rows == after.sold,
+                f"counted {counted} <= committed {stored} = confirmed rows {after.confirmed_rows} = sold {after.sold}",
+            ),
+        ])
 
     # -- targets
 
@@ -936,7 +975,7 @@ class Bench:
             progress("stopping baseline in the background")
             self.procs.stop_later(proc)
 
-    def engine(self, target: Target, mode: str, dbs: MariaDB) -> None:
+    def engine(self, target: Target, mode: str, dbs: MariaDB, extra: Sequence[str] = ()) -> None:
         """``python -m bench.engine`` in a subprocess, on a database of its own."""
         if not (ROOT / "bench" / "engine.py").exists():
             self.missing[target.key] = "bench/engine.py is absent"
@@ -946,7 +985,7 @@ class Bench:
         self.quiet()
         seconds = self.opts.seconds
         argv = [sys.executable, "-m", "bench.engine", "--database-url", url, "--seconds", f"{seconds:g}"]
-        argv += [f"--{mode}", "--json"]
+        argv += [f"--{mode}", *extra, "--json"]
         log_path = self.work / f"engine-{mode}.log"
         progress(f"{target.label}: python -m bench.engine --{mode} --seconds {seconds:g}")
         started = time.monotonic()
@@ -969,7 +1008,7 @@ class Bench:
             result = json.loads(lines[-1]) if lines else None
             if not isinstance(result, dict):
                 raise ValueError("no JSON object on its last line")
-            keys = ("bookings_per_s", "p50_ms", "p90_ms", "p99_ms", "errors", "mean_batch")
+            keys = ("bookings_per_s", "p50_ms", "p90_ms", "p99_ms", "errors", "mean_batch", "bookings", "event_id")
             absent = [k for k in keys if k not in result]
             if absent:
                 raise ValueError(f"its JSON lacks {', '.join(absent)}")
@@ -977,6 +1016,7 @@ class Bench:
             self.missing[target.key] = f"bench.engine failed: {exc}: {output[-1500:]}"
             progress(f"  missing: bench.engine failed ({exc}); its output is in the JSON")
             return
+        self.check_engine(target, url, result)
         self.rows[target.key] = {
             "target": target.key,
             "label": target.label,
@@ -1012,6 +1052,10 @@ class Bench:
         if "engine" in only:
             for mode in ("batched", "unbatched"):
                 self.engine(BY_KEY[f"engine_{mode}"], mode, dbs)
+            # At the batch size the batched engine ran at (1,000 when it did not run).
+            batched = self.rows.get("engine_batched")
+            size = max(1, round(batched["mean_batch"])) if batched else 1000
+            self.engine(BY_KEY["store_ceiling"], "store-ceiling", dbs, ["--batch", str(size)])
 
 
 # -------------------------------------------------------------------- report
@@ -1027,11 +1071,13 @@ def ratios(rows: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, float 
     for target in TARGETS:
         mine = rate(target.key)
         vs_baseline = vs_floor = None
-        if mine is not None and target.kind in ("booking", "engine") and baseline:
+        if mine is not None and target.kind in ("booking", "engine", "ceiling") and baseline:
             vs_baseline = mine / baseline
         if mine is not None and target.kind in ("booking", "read", "baseline") and floor:
             vs_floor = mine / floor
         out[target.key] = {"vs_baseline": vs_baseline, "vs_floor": vs_floor}
+    ceiling, batched = rate("store_ceiling"), rate("engine_batched")
+    out["engine_batched"]["vs_store_ceiling"] = batched / ceiling if batched and ceiling else None
     return out
 
 
@@ -1068,6 +1114,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['config']['workers']} workers; {cores} cores shared by server, database and wrk; "
         f"innodb_buffer_pool_size {result['machine']['innodb_buffer_pool_bytes'] >> 20} MiB."
     )
+    engine = result["targets"].get("engine_batched")
+    share = result["ratios"].get("engine_batched", {}).get("vs_store_ceiling")
+    if engine and share is not None:
+        ceiling = result["targets"]["store_ceiling"]
+        lines.append(
+            f"The batched engine commits {share:.2f}× of the store ceiling ({engine['requests_per_s']:,.0f} of "
+            f"{ceiling['requests_per_s']:,.0f} bookings/s: the same rows, {ceiling['mean_batch']:,.0f} bookings "
+            "per transaction, built beforehand and sent straight to MariaDB over two connections)."
+        )
     checks = result["correctness"]["checks"]
     failed = sum(not c["pass"] for c in checks)
     lines.append(
@@ -1088,7 +1143,8 @@ def draw_chart(result: dict[str, Any], path: Path) -> None:
 
     shown = [(t, result["targets"][t.key]) for t in TARGETS if result["targets"][t.key] is not None]
     labels = [t.label for t, _ in shown]
-    colours = {"floor": "#999999", "booking": "#1f77b4", "read": "#17becf", "baseline": "#d62728", "engine": "#2ca02c"}
+    colours = {"floor": "#999999", "booking": "#1f77b4", "read": "#17becf", "baseline": "#d62728", "engine": "#2ca02c",
+               "ceiling": "#98df8a"}
     fig, (ax_rate, ax_lat) = plt.subplots(1, 2, figsize=(15, 1.0 + 0.6 * max(len(shown), 1)), sharey=True)
     ys = list(range(len(shown)))
     rates = [max(float(r["requests_per_s"]), 1e-3) for _, r in shown]

@@ -6,6 +6,14 @@ the front ends do (``--transport ray``: as Ray actor calls). Batched, each call 
 and the actor group-commits everything queued. Unbatched, every booking is its own
 call and its own transaction (the actor's batch is capped at one booking).
 
+``--store-ceiling`` measures what the store itself accepts: the same rows the actor
+writes for its batches (built beforehand by the store's own code, from commands applied
+to an in-memory inventory), sent straight to the database over two connections, as the
+actor keeps two batches in flight: one multi-statement query and a COMMIT per batch, no
+actor, no Ray, no Python work in the timed loop beyond sending. The engine cannot beat
+it on the same machine; the ratio of the two says how much of the store's speed the
+actor uses.
+
     python -m bench.engine --database-url mysql+aiomysql://root@127.0.0.1:3306/bench --seconds 10 --batched --json
 
 It creates its own host and event in the given (migrated on the fly) database and
@@ -130,6 +138,100 @@ async def _drive(
     }
 
 
+async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch: int) -> dict[str, Any]:
+    import aiomysql
+    from pymysql.constants import CLIENT
+
+    from reservation.domain.commands import Attendee, Hold, NewOrder
+    from reservation.domain.ids import new_id
+    from reservation.store.db import make_engine
+    from reservation.store.inventory import InventoryStore, batch_statements
+
+    engine = make_engine(url)
+    try:
+        claim = await InventoryStore(engine, event).claim()
+        dialect = engine.dialect
+    finally:
+        await engine.dispose()
+    inv, people = claim.inventory, (Attendee("Bench"),)
+    # Enough batches for the run at 1.5 times the ceiling measured on a 2-core machine
+    # (about 27,000 bookings/s); a run that uses them all stops early.
+    budget = max(4, int(seconds * 40_000 / batch))
+    texts: list[list[str]] = []
+    for _ in range(budget):
+        now = time.time()
+        for _ in range(batch):
+            order_id, booking_id = new_id(), new_id()
+            inv.apply(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
+                           NewOrder(order_id, host, "bench", None), confirm=True), now)
+        effects = inv.take_effects()
+        texts.append(batch_statements(dialect, event, claim.epoch, inv, effects, now).queries())
+        inv.mark_committed(effects)
+        for b in effects.created:
+            inv.forget(b.booking_id)
+        inv.applied.clear()
+        inv.orders.clear()
+
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url)
+    latencies: list[float] = []
+    booked = errors = 0
+    queue = iter(texts)
+    stop = 0.0
+
+    async def sender() -> None:
+        nonlocal booked, errors
+        conn = await aiomysql.connect(host=where.host or "127.0.0.1", port=where.port or 3306,
+                                      user=where.username or "root", password=where.password or "",
+                                      db=where.database, client_flag=CLIENT.MULTI_STATEMENTS)
+        try:
+            cursor = await conn.cursor()
+            while time.monotonic() < stop:
+                queries = next(queue, None)
+                if queries is None:
+                    return
+                started = time.perf_counter()
+                fenced = False
+                for query in queries:
+                    await cursor.execute(query)
+                    fenced = fenced or cursor.rowcount == 0
+                    while await cursor.nextset():
+                        pass
+                await conn.commit()
+                latencies.append(time.perf_counter() - started)
+                if fenced:
+                    errors += batch
+                else:
+                    booked += batch
+        finally:
+            conn.close()
+
+    stop = time.monotonic() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(sender(), sender())
+    elapsed = time.perf_counter() - started
+    return {
+        "bookings_per_s": booked / elapsed,
+        "p50_ms": _percentile(latencies, 0.50) * 1000,
+        "p90_ms": _percentile(latencies, 0.90) * 1000,
+        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "errors": errors,
+        "mean_batch": float(batch),
+        "bookings": booked,
+        "seconds": elapsed,
+        "batches_prepared": len(texts),
+        "ran_out": next(queue, None) is None,
+    }
+
+
+def store_ceiling(url: str, *, seconds: float, batch: int) -> dict[str, Any]:
+    host, event = _seed(url)
+    result = asyncio.run(_store_ceiling(url, event, host, seconds, batch))
+    result.update(mode="store-ceiling", callers=2, call_size=batch, transport="none", event_id=event)
+    return result
+
+
 def run(
     url: str, *, seconds: float, batched: bool, callers: int, call_size: int, warmup: float, transport: str = "direct"
 ) -> dict[str, Any]:
@@ -166,13 +268,19 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--batched", dest="batched", action="store_true", default=True)
     mode.add_argument("--unbatched", dest="batched", action="store_false")
+    mode.add_argument("--store-ceiling", dest="ceiling", action="store_true", default=False,
+                      help="no actor: the actor's rows, built beforehand, sent straight to the database")
+    parser.add_argument("--batch", type=int, default=1000, help="bookings per transaction with --store-ceiling")
     parser.add_argument("--callers", type=int, default=4)
     parser.add_argument("--call-size", type=int, default=500, help="bookings per call when batched")
     parser.add_argument("--transport", choices=("direct", "ray"), default="direct", help="how calls reach the actor")
     parser.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = parser.parse_args()
-    result = run(args.database_url, seconds=args.seconds, batched=args.batched, callers=args.callers,
-                 call_size=args.call_size, warmup=args.warmup, transport=args.transport)
+    if args.ceiling:
+        result = store_ceiling(args.database_url, seconds=args.seconds, batch=args.batch)
+    else:
+        result = run(args.database_url, seconds=args.seconds, batched=args.batched, callers=args.callers,
+                     call_size=args.call_size, warmup=args.warmup, transport=args.transport)
     if not args.json:
         print(f"{result['mode']}: {result['bookings_per_s']:.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
               f"mean batch {result['mean_batch']:.0f}", file=sys.stderr)

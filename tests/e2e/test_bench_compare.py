@@ -23,6 +23,7 @@ TARGETS = (
     "baseline_bookings_mariadb",
     "engine_batched",
     "engine_unbatched",
+    "store_ceiling",
 )
 
 
@@ -56,10 +57,15 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert 0 <= row["load_generator"]["pct_of_core"] <= 100 * (os.cpu_count() or 1)
     assert data["correctness"]["pass"] is True, data["correctness"]
     checked = {(c["target"], c["phase"]) for c in data["correctness"]["checks"]}
-    for key in ("ours_bookings_mariadb", "ours_bookings_sqlite", "baseline_bookings_mariadb"):
+    for key in ("ours_bookings_mariadb", "ours_bookings_sqlite", "baseline_bookings_mariadb", *TARGETS[-3:]):
         assert (key, "run") in checked
     assert data["ratios"]["ours_bookings_mariadb"]["vs_baseline"] > 0
     assert data["ratios"]["ours_reads_list"]["vs_floor"] > 0
+    # The ceiling ran at the batch size the batched engine produced, and the report relates the two.
+    batched = data["targets"]["engine_batched"]["mean_batch"]
+    assert data["targets"]["store_ceiling"]["mean_batch"] == max(1, round(batched))
+    assert data["ratios"]["engine_batched"]["vs_store_ceiling"] > 0
+    assert "of the store ceiling" in result.stdout
 
     (chart,) = tmp_path.glob("compare-*.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
