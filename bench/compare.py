@@ -61,6 +61,8 @@ from typing import IO, Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine, make_url
 
+from bench.cpu import CpuMeter, database_pids, per_unit_us
+
 ROOT = Path(__file__).resolve().parents[1]
 WRK_DIR = ROOT / "bench" / "wrk"
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -646,11 +648,11 @@ class WrkRun:
     seconds: float
     cpu_s: float
     wall_s: float
+    # CPU seconds over the load phase: wrk, and the target's processes ("server",
+    # "database") when they are known.
+    cpu: dict[str, float]
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    fields = _proc_stat(pid)
-    return int(fields[11]) + int(fields[12]) if fields else None
 
 
 def _threads(pid: int) -> int:
@@ -675,7 +677,10 @@ class Bench:
         self.checks: list[dict[str, Any]] = []
         self.problems: list[str] = []
         self.tokens_file = work / "tokens.txt"
-        self.clock_tick = os.sysconf("SC_CLK_TCK")
+        # The measured server's process (its descendants are measured with it), and
+        # whether it uses the MariaDB server, whose CPU is then measured too.
+        self.server: int | None = None
+        self.server_uses_database = False
 
     # -- the load generator
 
@@ -699,12 +704,16 @@ class Bench:
         started = time.monotonic()
         proc = self.procs.start(f"wrk {name}", argv, env=clean_env(), cwd=self.work, log_path=log_path)
         try:
-            ticks0 = _cpu_ticks(proc.pid) or 0
             # CPU over the load phase: its start to its end (the drain is idle).
+            groups = {"wrk": [proc.pid]}
+            if self.server is not None:
+                groups["server"] = list(family(self.server))
+                groups["database"] = database_pids() if self.server_uses_database else []
+            meter = CpuMeter(groups)
             end_of_load = started + seconds
             while (left := end_of_load - time.monotonic()) > 0 and proc.poll() is None:
                 time.sleep(min(left, 0.2))
-            ticks1 = _cpu_ticks(proc.pid)
+            meter.stop()
             wall = time.monotonic() - started
             # Every wrk thread stops itself once its last request is answered; then only
             # wrk's main thread (sleeping out -d) is left: interrupt it so it reports now.
@@ -726,9 +735,8 @@ class Bench:
         if line is None:
             raise BenchError(f"wrk gave no report for {name} (exit {proc.returncode}):\n{output[-3000:]}")
         report: dict[str, Any] = json.loads(line[len(BENCH_JSON) :])
-        if ticks1 is None:  # wrk ended before the load phase did: use what it ran
-            ticks1 = ticks0
-        return WrkRun(report, seconds, (ticks1 - ticks0) / self.clock_tick, wall)
+        cpu = meter.seconds()
+        return WrkRun(report, seconds, cpu.get("wrk", 0.0), wall, cpu)
 
     def row(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None) -> dict[str, Any]:
         rep = run.report
@@ -758,6 +766,7 @@ class Bench:
             "status_counts": statuses,
             "socket_errors": socket_errors,
             "unanswered": int(rep["sent"]) - int(rep["answered"]),
+            "cpu_us_per_request": per_unit_us(run.cpu, int(rep["requests"])),
             "load_generator": {
                 "cpu_s": run.cpu_s,
                 "wall_s": run.wall_s,
@@ -931,6 +940,7 @@ class Bench:
         progress(f"seeding ours ({store}): 1 host, {len(accounts.tokens)} customers")
         seed_store(url, accounts, self.run_id)
         proc, base = self.start_ours(f"ours-{store}", data_dir, None if store == "sqlite" else url)
+        self.server, self.server_uses_database = proc.pid, store != "sqlite"
         engine = create_engine(sync_url(url))
         try:
             hot = create_events(base, accounts.host_token, self.opts.extra_events)
@@ -941,6 +951,7 @@ class Bench:
                 self.measure_get(BY_KEY["ours_reads_detail"], base, f"/api/events/{hot}")
             self.measure_bookings(BY_KEY[f"ours_bookings_{store}"], base, hot, lambda: our_snapshot(engine, hot))
         finally:
+            self.server = None
             engine.dispose()
             progress(f"stopping ours ({store}) in the background")
             self.procs.stop_later(proc)
@@ -957,6 +968,7 @@ class Bench:
         proc = self.procs.start(
             "baseline", argv, env=clean_env(RESERVATION_SECRET_KEY=self.secret), cwd=ROOT, log_path=log_path
         )
+        self.server, self.server_uses_database = proc.pid, True
         engine = create_engine(sync_url(url))
         try:
             base = f"http://127.0.0.1:{port}"
@@ -971,6 +983,7 @@ class Bench:
                 BY_KEY["baseline_bookings_mariadb"], base, hot, lambda: baseline_snapshot(engine, hot)
             )
         finally:
+            self.server = None
             engine.dispose()
             progress("stopping baseline in the background")
             self.procs.stop_later(proc)
@@ -1029,6 +1042,7 @@ class Bench:
             "p99_ms": float(result["p99_ms"]),
             "errors": int(result["errors"]),
             "mean_batch": float(result["mean_batch"]),
+            "cpu_us_per_booking": result.get("cpu_us_per_booking"),
             "load_generator": None,
             "wall_s": wall,
             "engine": result,
@@ -1123,6 +1137,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{ceiling['requests_per_s']:,.0f} bookings/s: the same rows, {ceiling['mean_batch']:,.0f} bookings "
             "per transaction, built beforehand and sent straight to MariaDB over two connections)."
         )
+    lines.extend(["", *cpu_table(result), ""])
     checks = result["correctness"]["checks"]
     failed = sum(not c["pass"] for c in checks)
     lines.append(
@@ -1130,6 +1145,39 @@ def markdown(result: dict[str, Any]) -> str:
         + ("." if not failed else f" – {failed} FAILED (see correctness.checks in the JSON).")
     )
     return "\n".join(lines)
+
+
+def cpu_table(result: dict[str, Any]) -> list[str]:
+    """Where the CPU goes: microseconds per request (booking) by process group, and the
+    rate the machine's cores would allow at that cost if nothing waited on anything."""
+    cores = os.cpu_count() or 1
+    out = [
+        f"CPU per request (per committed booking for the engine rows), µs, from /proc over the measured phase; "
+        f"the last columns: what {cores} cores allow at that cost, and the measured rate's share of it.",
+        "",
+        "| target | server (engine: actor) | database | load generator (engine: callers) | total "
+        "| allows /s | measured |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    found = False
+    for target in TARGETS:
+        row = result["targets"].get(target.key)
+        cpu = row and (row.get("cpu_us_per_request") or row.get("cpu_us_per_booking"))
+        if not cpu or cpu.get("total", 0) <= 0:
+            continue
+        found = True
+
+        def part(*names: str, cpu: dict[str, float] = cpu) -> str:
+            value = next((cpu[n] for n in names if n in cpu), None)
+            return "–" if value is None else f"{value:,.1f}"
+
+        allows = cores * 1e6 / cpu["total"]
+        out.append(
+            f"| {target.label} | {part('server', 'actor')} | {part('database')} | "
+            f"{part('wrk', 'callers', 'sender')} | {cpu['total']:,.1f} | {allows:,.0f} | "
+            f"{row['requests_per_s'] / allows:.2f} |"
+        )
+    return out if found else []
 
 
 def draw_chart(result: dict[str, Any], path: Path) -> None:

@@ -32,6 +32,8 @@ from typing import Any
 
 import orjson
 
+from bench.cpu import CpuMeter, database_pids
+
 
 def _percentile(values: list[float], q: float) -> float:
     if not values:
@@ -207,11 +209,13 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
         finally:
             conn.close()
 
+    meter = CpuMeter({"sender": [os.getpid()], "database": database_pids()})
     stop = time.monotonic() + seconds
     started = time.perf_counter()
     await asyncio.gather(sender(), sender())
     elapsed = time.perf_counter() - started
     return {
+        "cpu_us_per_booking": meter.per_unit_us(booked),
         "bookings_per_s": booked / elapsed,
         "p50_ms": _percentile(latencies, 0.50) * 1000,
         "p90_ms": _percentile(latencies, 0.90) * 1000,
@@ -251,7 +255,10 @@ def run(
         size = call_size if batched else 1
         width = callers if batched else max(callers, 32)
         asyncio.run(_drive(actor, host, warmup, width, size, endpoint))
+        actor_pid: int = ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()))
+        meter = CpuMeter({"actor": [actor_pid], "callers": [os.getpid()], "database": database_pids()})
         result = asyncio.run(_drive(actor, host, seconds, width, size, endpoint))
+        result["cpu_us_per_booking"] = meter.per_unit_us(result["bookings"])
         state = ray.get(actor.state.remote())
         result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size, transport=transport,
                       actor_sold=state["sold"], event_id=event)
