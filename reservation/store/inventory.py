@@ -244,7 +244,17 @@ def batch_statements(
 ) -> _Statements:
     """The statements that write one batch's effects (``BatchTransaction.write`` sends them)."""
     out = _Statements(dialect)
-    stamp = _sql_time(to_dt(now))
+    # The rows of a batch share a few times (its own, and its holds' expiry): each is
+    # rendered once.
+    rendered: dict[float, str] = {}
+
+    def sql_time(ts: float) -> str:
+        text = rendered.get(ts)
+        if text is None:
+            text = rendered[ts] = _sql_time(to_dt(ts))
+        return text
+
+    stamp = sql_time(now)
     out.add(
         "UPDATE events SET sold = %s, held = %s, capacity = %s, oversell_capacity = %s, status = %s, "
         "price_minor = %s, version = version + 1, updated_at = %s WHERE id = %s AND epoch = %s",
@@ -282,8 +292,8 @@ def batch_statements(
             [
                 (
                     b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
-                    b.status.value, None if b.expires_at is None else _sql_time(to_dt(b.expires_at)),
-                    _sql_time(to_dt(b.created_at)), stamp,
+                    b.status.value, None if b.expires_at is None else sql_time(b.expires_at),
+                    sql_time(b.created_at), stamp,
                 )
                 for b in effects.created
             ],
@@ -303,7 +313,7 @@ def batch_statements(
             if b.status is BookingStatus.HELD and b.expires_at is not None:
                 out.add(
                     "UPDATE bookings SET status = %s, expires_at = %s, updated_at = %s WHERE id = %s",
-                    (BookingStatus.HELD.value, _sql_time(to_dt(b.expires_at)), stamp, b.booking_id),
+                    (BookingStatus.HELD.value, sql_time(b.expires_at), stamp, b.booking_id),
                 )
             else:
                 by_status[b.status].append(b.booking_id)
