@@ -639,6 +639,25 @@ def baseline_snapshot(engine: Engine, event_id: str) -> Snapshot:
     return Snapshot(int(capacity), int(oversell), int(sold), 0, int(rows), int(qty), 0)
 
 
+def server_groups(pids: list[int]) -> dict[str, list[int]]:
+    """A server's processes by role: Ray's event actors, the rest of Ray (raylet, GCS,
+    idle workers, dashboard), and the front ends (the HTTP workers and their parent)."""
+    groups: dict[str, list[int]] = {"front ends": [], "actors": [], "ray": []}
+    for pid in pids:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if comm.startswith("ray::") and "Actor" in comm:
+            groups["actors"].append(pid)
+        elif comm.startswith("ray::") or comm in ("raylet", "gcs_server") or b"/ray/" in cmdline:
+            groups["ray"].append(pid)
+        else:
+            groups["front ends"].append(pid)
+    return groups
+
+
 # ----------------------------------------------------------------------- wrk
 
 
@@ -707,7 +726,7 @@ class Bench:
             # CPU over the load phase: its start to its end (the drain is idle).
             groups = {"wrk": [proc.pid]}
             if self.server is not None:
-                groups["server"] = list(family(self.server))
+                groups.update(server_groups(list(family(self.server))))
                 groups["database"] = database_pids() if self.server_uses_database else []
             meter = CpuMeter(groups)
             end_of_load = started + seconds
@@ -1152,12 +1171,13 @@ def cpu_table(result: dict[str, Any]) -> list[str]:
     rate the machine's cores would allow at that cost if nothing waited on anything."""
     cores = os.cpu_count() or 1
     out = [
-        f"CPU per request (per committed booking for the engine rows), µs, from /proc over the measured phase; "
+        f"CPU per request (per committed booking for the engine rows), µs, from /proc over the measured phase "
+        "(the server's processes by role: its HTTP front ends, Ray's event actors, the rest of Ray); "
         f"the last columns: what {cores} cores allow at that cost, and the measured rate's share of it.",
         "",
-        "| target | server (engine: actor) | database | load generator (engine: callers) | total "
+        "| target | front ends | actors | Ray, other | database | load generator (engine: callers) | total "
         "| allows /s | measured |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     found = False
     for target in TARGETS:
@@ -1173,7 +1193,8 @@ def cpu_table(result: dict[str, Any]) -> list[str]:
 
         allows = cores * 1e6 / cpu["total"]
         out.append(
-            f"| {target.label} | {part('server', 'actor')} | {part('database')} | "
+            f"| {target.label} | {part('front ends')} | {part('actors', 'actor')} | {part('ray')} "
+            f"| {part('database')} | "
             f"{part('wrk', 'callers', 'sender')} | {cpu['total']:,.1f} | {allows:,.0f} | "
             f"{row['requests_per_s'] / allows:.2f} |"
         )
