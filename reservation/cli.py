@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from reservation.config import Settings
 
@@ -45,6 +46,15 @@ def _start_local_ray(settings: Settings) -> str:
     return address
 
 
+def http_protocol(settings: Settings) -> Any:
+    """uvicorn's HTTP protocol for the front ends (see ``reservation/api/http.py``)."""
+    if not settings.coalesce_writes:
+        return "auto"
+    from reservation.api.http import CoalescingHttpToolsProtocol
+
+    return CoalescingHttpToolsProtocol
+
+
 def serve(settings: Settings) -> None:
     """Migrate the store, make sure Ray runs, and start the uvicorn workers."""
     import uvicorn
@@ -75,6 +85,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        http=http_protocol(settings),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,

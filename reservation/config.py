@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=2_000, ge=1)
     # Serve the hot routes beneath FastAPI (see reservation/api/hot.py).
     hot_routes: bool = True
+    # Send the writes a connection makes in one loop pass as one (reservation/api/http.py).
+    coalesce_writes: bool = True
     # Actor calls in flight per event and front-end process (see actors/gateway.py).
     calls_in_flight: int = Field(default=8, ge=1, le=64)
     # How booking commands reach the actors: over each actor's own channel (direct)
