@@ -4,6 +4,8 @@ nothing written is lost on close (over a real local TCP connection)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from reservation.api.http import CoalescingTransport
@@ -24,26 +26,26 @@ class Recording:
         return getattr(self.transport, name)
 
 
-async def _peer() -> tuple[asyncio.Server, int, asyncio.Future[bytes]]:
-    """A local server that answers with everything one connection sent until it closed."""
-    got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[tuple[CoalescingTransport, Recording, asyncio.Future[bytes]]]:
+    """A coalescing transport on a real connection to a local server, what reaches the
+    real transport, and everything the server received once the connection closed."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         got.set_result(await reader.read())
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], got
+    async with server:
+        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", server.sockets[0].getsockname()[1])
+        real = Recording(transport)  # type: ignore[arg-type]
+        yield CoalescingTransport(real, loop), real, got  # type: ignore[arg-type]
 
 
 async def test_writes_of_one_pass_leave_as_one_write_in_order() -> None:
-    loop = asyncio.get_running_loop()
-    server, port, got = await _peer()
-    async with server:
-        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-        real = Recording(transport)  # type: ignore[arg-type]
-        coalescing = CoalescingTransport(real, loop)  # type: ignore[arg-type]
-
+    async with connected() as (coalescing, real, got):
         coalescing.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         coalescing.write(b"{}")
         assert real.writes == []  # nothing leaves before the pass ends
@@ -59,12 +61,7 @@ async def test_writes_of_one_pass_leave_as_one_write_in_order() -> None:
 
 
 async def test_abort_drops_what_is_pending() -> None:
-    loop = asyncio.get_running_loop()
-    server, port, got = await _peer()
-    async with server:
-        transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-        real = Recording(transport)  # type: ignore[arg-type]
-        coalescing = CoalescingTransport(real, loop)  # type: ignore[arg-type]
+    async with connected() as (coalescing, real, got):
         coalescing.write(b"sent")
         await asyncio.sleep(0)
         coalescing.write(b"never")
