@@ -17,9 +17,13 @@ and reports requests/s, p50/p90/p99 latency, errors and the CPU share wrk itself
 
 After every booking phase it checks the store: seats taken never above capacity +
 oversell, the event's counters equal its booking rows, and the 201 answers wrk counted
-equal the confirmed booking rows created (and the sold delta). A failed check is printed
-loudly and the exit status is 1. Results go to ``bench/results/compare-<time>.json``
-and ``.png`` (or ``--out DIR``), and a Markdown table is printed.
+equal the confirmed booking rows created (and the sold delta); after every engine run,
+the same of the engine's event and every booking it counted. A failed check is printed
+loudly and the exit status is 1. It also reports the CPU each target used per request
+(per committed booking for the engine rows), read from /proc and split by role: the
+server's front ends, its event actors, the rest of Ray, MariaDB and the load generator.
+Results go to ``bench/results/compare-<time>.json`` and ``.png`` (or ``--out DIR``), and
+Markdown tables are printed.
 
     python -m bench.compare [--seconds 20] [--warmup 5] [--connections 64] [--threads 2]
                             [--workers 2] [--tiny] [--out DIR] [--mysql-url URL]
