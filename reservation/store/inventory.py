@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
-from reservation.store.schema import attendees, bookings, events, orders
+from reservation.store.schema import attendees_json, bookings, events, orders
 
 
 class Fenced(Exception):
@@ -293,17 +293,9 @@ def batch_statements(
                 (
                     b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
                     b.status.value, None if b.expires_at is None else sql_time(b.expires_at),
-                    sql_time(b.created_at), stamp,
+                    sql_time(b.created_at), stamp, attendees_json(b.attendees),
                 )
                 for b in effects.created
-            ],
-        )
-        out.insert(
-            attendees,
-            [
-                (b.booking_id, position, b.order_id, event_id, a.name, a.email)
-                for b in effects.created
-                for position, a in enumerate(b.attendees)
             ],
         )
     if effects.updated:

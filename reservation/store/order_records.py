@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from reservation.domain.commands import Code
 from reservation.errors import error_for
-from reservation.store.schema import attendees, bookings, idempotency_keys, orders
+from reservation.store.schema import attendees_from_json, bookings, idempotency_keys, orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,20 +207,10 @@ async def _attach_items(conn: Any, found: list[dict[str, Any]]) -> None:
             select(bookings).where(bookings.c.order_id.in_(ids)).order_by(bookings.c.created_at, bookings.c.id)
         )
     ).all()
-    attendee_rows = (
-        await conn.execute(
-            select(attendees)
-            .where(attendees.c.order_id.in_(ids))
-            .order_by(attendees.c.booking_id, attendees.c.position)
-        )
-    ).all()
-    people: dict[str, list[dict[str, Any]]] = {}
-    for a in attendee_rows:
-        people.setdefault(a.booking_id, []).append({"name": a.name, "email": a.email})
     items: dict[str, list[dict[str, Any]]] = {}
     for b in booking_rows:
         item = dict(b._mapping)
-        item["attendees"] = people.get(b.id, [])
+        item["attendees"] = attendees_from_json(item["attendees"])
         items.setdefault(b.order_id, []).append(item)
     for order in found:
         order["items"] = items.get(order["id"], [])

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, func, select
 
 from reservation.domain.commands import BookingStatus
 from reservation.store.db import sync_url
-from reservation.store.schema import attendees, bookings, events, orders, users
+from reservation.store.schema import attendees_from_json, bookings, events, orders, users
 from tests.conftest import Api
 
 LIVE = (BookingStatus.HELD.value, BookingStatus.CONFIRMED.value)
@@ -85,9 +85,6 @@ def _orphans(conn: Connection, event_id: str) -> dict[str, int]:
         "bookings without their order": without(
             bookings, bookings.c.event_id == event_id, bookings.c.order_id, orders.c.id
         ),
-        "attendees without their booking": without(
-            attendees, attendees.c.event_id == event_id, attendees.c.booking_id, bookings.c.id
-        ),
         "orders without their account": without(
             orders,
             orders.c.id.in_(select(bookings.c.order_id).where(bookings.c.event_id == event_id)),
@@ -96,6 +93,13 @@ def _orphans(conn: Connection, event_id: str) -> dict[str, int]:
         ),
     }
     found = {name: int(conn.execute(query).scalar_one()) for name, query in counts.items()}
+    # Not an orphan, but the same kind of reference: one attendee per seat booked.
+    people = conn.execute(
+        select(bookings.c.quantity, bookings.c.attendees).where(bookings.c.event_id == event_id)
+    ).all()
+    found["bookings whose attendees do not match their quantity"] = sum(
+        len(attendees_from_json(text)) != quantity for quantity, text in people
+    )
     return {name: n for name, n in found.items() if n}
 
 
@@ -133,8 +137,8 @@ def assert_store_consistent(
     * every id in ``confirmed_ids`` (bookings answered as confirmed) is a CONFIRMED
       booking of this event in the store ("lost");
 
-    and, before all of these, that every booking of the event has its order, every
-    attendee its booking, and every such order its account ("orphans").
+    and, before all of these, that every booking of the event has its order and one
+    attendee per seat, and every such order its account ("orphans").
     """
     wanted = sorted(set(confirmed_ids))
     with sync_engine(url) as engine, engine.connect() as conn, conn.begin():
@@ -195,20 +199,13 @@ async def store_rows(api: Api, event_id: str) -> dict[str, Any]:
         ).one()
         rows = (
             await conn.execute(
-                select(bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity).where(
-                    bookings.c.event_id == event_id
-                )
+                select(
+                    bookings.c.id, bookings.c.order_id, bookings.c.status, bookings.c.quantity, bookings.c.attendees
+                ).where(bookings.c.event_id == event_id)
             )
         ).all()
-        people = dict(
-            (
-                await conn.execute(
-                    select(attendees.c.booking_id, func.count())
-                    .where(attendees.c.event_id == event_id)
-                    .group_by(attendees.c.booking_id)
-                )
-            ).all()
-        )
+    # Attendees per booking, as stored.
+    people = {r.id: len(attendees_from_json(r.attendees)) for r in rows}
     return {"event": event, "bookings": rows, "attendees": people}
 
 

@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from reservation.store.db import migrate, migrate_down
-from reservation.store.schema import metadata
+from reservation.store.schema import attendees_from_json, metadata
 from tests.conftest import empty_mysql_database
 from tests.integration.checks import sync_engine
 
@@ -42,6 +42,11 @@ def _differences(url: str) -> list[object]:
 def _columns(url: str, table: str) -> set[str]:
     with sync_engine(url) as engine:
         return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+def _tables(url: str) -> set[str]:
+    with sync_engine(url) as engine:
+        return set(inspect(engine).get_table_names())
 
 
 def _foreign_keys(url: str, table: str) -> set[str]:
@@ -77,20 +82,61 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
                 ),
                 {"t": "2026-11-25 12:00:00"},
             )
+            # A confirmed booking with two attendees, in their own table at the first revision.
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, host_id, title, description, venue, starts_at, ends_at, capacity, "
+                    "oversell_capacity, price_minor, currency, status, sold, created_at, updated_at) "
+                    "VALUES ('e1', 'u1', 'Jazz', '', 'Hall', :t, :t, 10, 0, 100, 'EUR', 'on_sale', 2, :t, :t)"
+                ),
+                {"t": "2026-11-25 12:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO orders (id, account_id, status, total_minor, currency, created_at, updated_at) "
+                    "VALUES ('o2', 'u1', 'confirmed', 200, 'EUR', :t, :t)"
+                ),
+                {"t": "2026-11-25 12:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO bookings (id, order_id, event_id, account_id, quantity, unit_price_minor, currency, "
+                    "status, created_at, updated_at) "
+                    "VALUES ('b1', 'o2', 'e1', 'u1', 2, 100, 'EUR', 'confirmed', :t, :t)"
+                ),
+                {"t": "2026-11-25 12:00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO attendees (booking_id, position, order_id, event_id, name, email) "
+                    "VALUES ('b1', :p, 'o2', 'e1', :n, :e)"
+                ),
+                [{"p": 1, "n": "Bo", "e": None}, {"p": 0, "n": "Ada 'Quote' \\ \"Ó\"", "e": "ada@example.com"}],
+            )
+        people = [{"name": "Ada 'Quote' \\ \"Ó\"", "email": "ada@example.com"}, {"name": "Bo", "email": None}]
         migrate(blank_url)
         assert "problem_event_id" in _columns(blank_url, "orders")
         # The rows a booking writes carry no foreign keys; the colder tables keep theirs.
-        assert [_foreign_keys(blank_url, t) for t in ("orders", "bookings", "attendees")] == [set(), set(), set()]
+        assert [_foreign_keys(blank_url, t) for t in ("orders", "bookings")] == [set(), set()]
         assert _foreign_keys(blank_url, "events") == {"users"}
+        # Attendees moved into their booking's row, in order; their table is gone.
         with engine.connect() as conn:
             row = conn.execute(
                 text("SELECT status, problem_type, problem_detail, problem_event_id FROM orders WHERE id = 'o1'")
             ).one()
+            stored = conn.execute(text("SELECT attendees FROM bookings WHERE id = 'b1'")).scalar_one()
         assert tuple(row) == ("rejected", "sold_out", "no seats left", None)
+        assert attendees_from_json(stored) == people
+        assert "attendees" not in _tables(blank_url)
 
         migrate_down(blank_url, FIRST)
         assert "problem_event_id" not in _columns(blank_url, "orders")
+        assert "attendees" not in _columns(blank_url, "bookings")
         assert _foreign_keys(blank_url, "bookings") == {"orders", "events"}
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 1
+            assert conn.execute(text("SELECT count(*) FROM orders")).scalar() == 2
+            back = conn.execute(
+                text("SELECT name, email FROM attendees WHERE booking_id = 'b1' ORDER BY position")
+            ).all()
+        assert [{"name": n, "email": e} for n, e in back] == people
 

@@ -31,7 +31,7 @@ from reservation.domain.ids import new_id, order_id_for_key
 from reservation.domain.inventory import Booking, Inventory
 from reservation.store.db import make_engine
 from reservation.store.inventory import InventoryStore, to_dt
-from reservation.store.schema import attendees, bookings, events, orders, users
+from reservation.store.schema import attendees_json, bookings, events, orders, users
 from tests.conftest import Api, auth, open_api
 from tests.integration.checks import (
     assert_store_consistent,
@@ -244,21 +244,8 @@ class UnserialisedEventActor(EventActor):
                     "expires_at": to_dt(now + cmd.ttl_s),
                     "created_at": ts,
                     "updated_at": ts,
+                    "attendees": attendees_json(booking.attendees),
                 },
-            )
-            await conn.execute(
-                attendees.insert(),
-                [
-                    {
-                        "booking_id": booking.booking_id,
-                        "position": position,
-                        "order_id": booking.order_id,
-                        "event_id": self.event_id,
-                        "name": a.name,
-                        "email": a.email,
-                    }
-                    for position, a in enumerate(booking.attendees)
-                ],
             )
             await conn.execute(
                 events.update()
