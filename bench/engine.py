@@ -35,6 +35,25 @@ import orjson
 from bench.cpu import CpuMeter, database_pids
 
 
+def booking_commands(host: str, n: int) -> list[Any]:
+    """``n`` new one-seat bookings on the host's account, each held and confirmed in one
+    command, as a front end books a one-event order."""
+    from reservation.domain.commands import Attendee, Hold, NewOrder
+    from reservation.domain.ids import new_id
+
+    people = (Attendee("Bench"),)
+    out: list[Any] = []
+    for _ in range(n):
+        order_id, booking_id = new_id(), new_id()
+        out.append(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
+                        NewOrder(order_id, host, "bench", None), confirm=True))
+    return out
+
+
+def _latency_ms(latencies: list[float]) -> dict[str, float]:
+    return {f"p{q}_ms": _percentile(latencies, q / 100) * 1000 for q in (50, 90, 99)}
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
@@ -81,22 +100,8 @@ async def _drive(
 ) -> dict[str, Any]:
     from actors.channel import Channel
     from reservation import gc_tuning
-    from reservation.domain.commands import Attendee, Hold, NewOrder
-    from reservation.domain.ids import new_id
 
     gc_tuning.tune()  # as a front end does
-
-    people = (Attendee("Bench"),)
-
-    def commands(n: int) -> list[Any]:
-        # One command per booking, held and confirmed at once, as a front end books a
-        # one-event order.
-        out: list[Any] = []
-        for _ in range(n):
-            order_id, booking_id = new_id(), new_id()
-            out.append(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
-                            NewOrder(order_id, host, "bench", None), confirm=True))
-        return out
 
     booked = errors = 0
     latencies: list[float] = []
@@ -108,7 +113,7 @@ async def _drive(
     async def caller() -> None:
         nonlocal booked, errors
         while time.monotonic() < stop:
-            call = commands(call_size)
+            call = booking_commands(host, call_size)
             started = time.perf_counter()
             if channel is None:
                 reply = await actor.submit.remote(call)
@@ -129,9 +134,7 @@ async def _drive(
     elapsed = time.perf_counter() - started
     return {
         "bookings_per_s": booked / elapsed,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p90_ms": _percentile(latencies, 0.90) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        **_latency_ms(latencies),
         "errors": errors,
         # Bookings (commands) per group commit.
         "mean_batch": statistics.fmean(batches) if batches else 0.0,
@@ -144,8 +147,6 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     import aiomysql
     from pymysql.constants import CLIENT
 
-    from reservation.domain.commands import Attendee, Hold, NewOrder
-    from reservation.domain.ids import new_id
     from reservation.store.db import make_engine
     from reservation.store.inventory import InventoryStore, batch_statements
 
@@ -155,17 +156,15 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
         dialect = engine.dialect
     finally:
         await engine.dispose()
-    inv, people = claim.inventory, (Attendee("Bench"),)
+    inv = claim.inventory
     # Enough batches for the run at 1.5 times the ceiling measured on a 2-core machine
     # (about 27,000 bookings/s); a run that uses them all stops early.
     budget = max(4, int(seconds * 40_000 / batch))
     texts: list[list[str]] = []
     for _ in range(budget):
         now = time.time()
-        for _ in range(batch):
-            order_id, booking_id = new_id(), new_id()
-            inv.apply(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
-                           NewOrder(order_id, host, "bench", None), confirm=True), now)
+        for command in booking_commands(host, batch):
+            inv.apply(command, now)
         effects = inv.take_effects()
         texts.append(batch_statements(dialect, event, claim.epoch, inv, effects, now).queries())
         inv.mark_committed(effects)
@@ -228,9 +227,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     return {
         "cpu_us_per_booking": meter.per_unit_us(booked),
         "bookings_per_s": booked / elapsed,
-        "p50_ms": _percentile(latencies, 0.50) * 1000,
-        "p90_ms": _percentile(latencies, 0.90) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        **_latency_ms(latencies),
         "errors": errors,
         "mean_batch": float(batch),
         "bookings": booked,
