@@ -65,7 +65,7 @@ from typing import IO, Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine, make_url
 
-from bench.cpu import CpuMeter, database_pids, per_unit_us
+from bench.cpu import CpuMeter, database_pids, per_unit_us, proc_stat, server_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -203,17 +203,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 # ---------------------------------------------------------------- processes
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, session, ..., utime at [11])."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return data[data.rindex(")") + 2 :].split()
-
-
 def _start_time(pid: int) -> int | None:
-    fields = _proc_stat(pid)
+    fields = proc_stat(pid)
     return int(fields[19]) if fields else None
 
 
@@ -222,7 +213,7 @@ def family(leader: int) -> dict[int, int]:
     parents: dict[int, list[int]] = defaultdict(list)
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _proc_stat(int(entry))) is not None:
+        if entry.isdigit() and (fields := proc_stat(int(entry))) is not None:
             stats[int(entry)] = fields
             parents[int(fields[1])].append(int(entry))
     members = {pid for pid, fields in stats.items() if int(fields[3]) == leader}
@@ -641,25 +632,6 @@ def baseline_snapshot(engine: Engine, event_id: str) -> Snapshot:
         ).one()
     # Every baseline booking row is a confirmed booking; it has no holds.
     return Snapshot(int(capacity), int(oversell), int(sold), 0, int(rows), int(qty), 0)
-
-
-def server_groups(pids: list[int]) -> dict[str, list[int]]:
-    """A server's processes by role: Ray's event actors, the rest of Ray (raylet, GCS,
-    idle workers, dashboard), and the front ends (the HTTP workers and their parent)."""
-    groups: dict[str, list[int]] = {"front ends": [], "actors": [], "ray": []}
-    for pid in pids:
-        try:
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if comm.startswith("ray::") and "Actor" in comm:
-            groups["actors"].append(pid)
-        elif comm.startswith("ray::") or comm in ("raylet", "gcs_server") or b"/ray/" in cmdline:
-            groups["ray"].append(pid)
-        else:
-            groups["front ends"].append(pid)
-    return groups
 
 
 # ----------------------------------------------------------------------- wrk

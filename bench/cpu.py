@@ -1,34 +1,62 @@
-"""CPU time of processes on this machine, from /proc (Linux), for the benchmarks' cost lines."""
+"""Processes on this machine, read from /proc (Linux): their CPU time and their roles,
+for the benchmarks' cost report and for stopping what a benchmark started."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields 3.. of /proc/<pid>/stat (state, ppid, pgrp, session, ..., utime at [11]);
+    None if the process is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2 :].split()
+
+
+def comm(pid: int) -> str | None:
+    """The process's command name (/proc/<pid>/comm); None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
 
 
 def cpu_s(pid: int) -> float | None:
     """CPU seconds (user + system) process ``pid`` has used; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            data = f.read()
-    except OSError:
+    fields = proc_stat(pid)
+    if fields is None:
         return None
-    fields = data[data.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def database_pids() -> list[int]:
     """The MariaDB/MySQL server processes on this machine (none when it runs elsewhere)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/comm") as f:
-                    comm = f.read().strip()
-            except OSError:
-                continue
-            if comm in ("mariadbd", "mysqld"):
-                found.append(int(entry))
-    return found
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and comm(int(e)) in ("mariadbd", "mysqld")]
+
+
+def server_groups(pids: list[int]) -> dict[str, list[int]]:
+    """A server's processes by role: Ray's event actors, the rest of Ray (raylet, GCS,
+    idle workers, dashboard), and the front ends (the HTTP workers and their parent)."""
+    groups: dict[str, list[int]] = {"front ends": [], "actors": [], "ray": []}
+    for pid in pids:
+        name = comm(pid)
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            name = None
+        if name is None:  # gone
+            continue
+        if name.startswith("ray::") and "Actor" in name:
+            groups["actors"].append(pid)
+        elif name.startswith("ray::") or name in ("raylet", "gcs_server") or b"/ray/" in cmdline:
+            groups["ray"].append(pid)
+        else:
+            groups["front ends"].append(pid)
+    return groups
 
 
 class CpuMeter:
