@@ -28,15 +28,20 @@ bookings = sa.table(
     sa.column('event_id', sa.String(36)),
     sa.column('attendees', sa.Text()),
 )
-attendees = sa.table(
-    'attendees',
-    sa.column('booking_id', sa.String(36)),
-    sa.column('position', sa.Integer()),
-    sa.column('order_id', sa.String(36)),
-    sa.column('event_id', sa.String(36)),
-    sa.column('name', sa.String(200)),
-    sa.column('email', sa.String(320)),
-)
+
+
+def _attendee_columns() -> list[Any]:
+    """The ``attendees`` table as revision 0003 left it (read by the upgrade, made again
+    by the downgrade)."""
+    return [
+        sa.Column('booking_id', sa.String(length=36), nullable=False),
+        sa.Column('position', sa.Integer(), nullable=False),
+        sa.Column('order_id', sa.String(length=36), nullable=False),
+        sa.Column('event_id', sa.String(length=36), nullable=False),
+        sa.Column('name', sa.String(length=200), nullable=False),
+        sa.Column('email', sa.String(length=320), nullable=True),
+        sa.PrimaryKeyConstraint('booking_id', 'position', name=op.f('pk_attendees')),
+    ]
 
 
 def _chunks(items: list[Any]) -> Any:
@@ -47,6 +52,7 @@ def _chunks(items: list[Any]) -> Any:
 def upgrade() -> None:
     op.add_column('bookings', sa.Column('attendees', sa.Text(), nullable=True))
     conn = op.get_bind()
+    attendees = sa.Table('attendees', sa.MetaData(), *_attendee_columns())
     people: dict[str, list[dict[str, Any]]] = defaultdict(list)
     rows = conn.execute(
         sa.select(attendees.c.booking_id, attendees.c.name, attendees.c.email).order_by(
@@ -69,16 +75,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.create_table(
-        'attendees',
-        sa.Column('booking_id', sa.String(length=36), nullable=False),
-        sa.Column('position', sa.Integer(), nullable=False),
-        sa.Column('order_id', sa.String(length=36), nullable=False),
-        sa.Column('event_id', sa.String(length=36), nullable=False),
-        sa.Column('name', sa.String(length=200), nullable=False),
-        sa.Column('email', sa.String(length=320), nullable=True),
-        sa.PrimaryKeyConstraint('booking_id', 'position', name=op.f('pk_attendees')),
-    )
+    attendees = op.create_table('attendees', *_attendee_columns())
     with op.batch_alter_table('attendees', schema=None) as batch_op:
         batch_op.create_index('ix_attendees_order_id', ['order_id'], unique=False)
     conn = op.get_bind()
