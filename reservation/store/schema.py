@@ -8,10 +8,12 @@ booking rows by status (checked by the tests).
 The rows a booking writes (``orders``, ``bookings``) carry no foreign keys: each is
 written with its parents in one transaction by the code that owns them (an order's
 front end or its event's actor), nothing deletes rows, and the tests check the
-references. A booking's attendees are a JSON column of its row (migration 0004): one
-row and two index entries fewer per booking, about a third of MariaDB's work per
-booking (docs/design.md). On MariaDB the checks cost about a tenth of a booking's write
-throughput (docs/design.md). The colder tables keep theirs.
+references. On MariaDB the checks cost about a tenth of a booking's write throughput
+(docs/design.md). The colder tables keep theirs.
+
+A booking's attendees are a JSON column of its row (migration 0004): one row and two
+index entries fewer per booking, about a third of MariaDB's work per booking
+(docs/design.md).
 """
 
 from __future__ import annotations
