@@ -103,6 +103,8 @@ class InventoryGateway:
             task = loop.create_task(self._pump(event_id, lane))
             self._pumps.add(task)  # keep a reference until it finishes
             task.add_done_callback(self._pumps.discard)
+        if len(futures) == 1:
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     async def _pump(self, event_id: str, lane: _Lane) -> None:

@@ -111,7 +111,10 @@ class OrderService:
             self._in_flight.add(token)
         started = time.perf_counter()
         try:
-            await asyncio.gather(*(self._require_event(i.event_id) for i in body.items))
+            known = self.rt.known_events
+            unknown = {i.event_id for i in body.items if i.event_id not in known}
+            if unknown:
+                await asyncio.gather(*map(self._require_event, unknown))
             if len(body.items) == 1:
                 result = await self._place_one(who, body, key, order_id, fingerprint)
             else:
