@@ -411,10 +411,13 @@ class _Statements:
             if not is_insert:
                 add(sql % tuple(map(literal, rows[0])))
                 continue
+            rendered = _row_literals(rows, escape, literal)
+            if len(sql) + sum(map(len, rendered)) + 2 * len(rendered) <= MAX_QUERY_CHARS:
+                add(sql + ", ".join(rendered))  # the usual case: one statement
+                continue
             values: list[str] = []
             length = len(sql)
-            for row in rows:
-                value = "(" + ", ".join(map(literal, row)) + ")"
+            for value in rendered:
                 if values and length + len(value) > MAX_QUERY_CHARS:
                     add(sql + ", ".join(values))
                     values, length = [], len(sql)
@@ -448,6 +451,42 @@ class _Statements:
         finally:
             await cursor.close()
         return first
+
+
+def _row_literals(
+    rows: list[tuple[Any, ...]], escape: Callable[[str], str], literal: Callable[[Any], str]
+) -> list[str]:
+    """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column.
+
+    A column of only strings is escaped as one text (its values joined by a separator
+    the escaping leaves alone) and quoted by one replace; a column of only ints is
+    ``str``'d by ``map``. Both stay in C, where a call per value (what ``literal`` costs)
+    was a third of an actor's CPU per booking. A column holding anything else, or a
+    separator inside a value, goes value by value.
+    """
+    n = len(rows)
+    columns: list[list[str]] = []
+    for column in zip(*rows, strict=True):
+        kinds = set(map(type, column))
+        if kinds == {str}:
+            text = escape(_SEP.join(column))
+            if text.count(_SEP) == n - 1:
+                columns.append(("'" + text.replace(_SEP, _QUOTED_SEP) + "'").split(_SEP))
+                continue
+        elif kinds == {int}:
+            columns.append(list(map(str, column)))
+            continue
+        elif kinds == {type(None)}:
+            columns.append(["NULL"] * n)
+            continue
+        columns.append(list(map(literal, column)))
+    return ["(" + ", ".join(row) + ")" for row in zip(*columns, strict=True)]
+
+
+# Joins a column's strings for one escaping pass: neither escaping (backslash or quote
+# doubling) touches it, so splitting on it afterwards gives back each value's text.
+_SEP = "\x01"
+_QUOTED_SEP = "'\x01'"
 
 
 def _order_status(status: BookingStatus) -> str:
