@@ -429,7 +429,7 @@ class EventActor:
         Keyed new orders are looked up only when ``orders`` is set or memory knows their
         booking: a first attempt writes them optimistically, and a key used before (a
         replay after a restart, or one that memory let go) makes its insert fail on the
-        primary key, after which the batch runs again with the lookup. New keys, nearly
+        unique id key, after which the batch runs again with the lookup. New keys, nearly
         every order, cost no read.
         """
         booking_ids: set[str] = set()

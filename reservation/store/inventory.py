@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
-from reservation.store.schema import attendees_json, bookings, events, orders
+from reservation.store.schema import attendees_json, bookings, events, orders, written_columns
 
 
 class Fenced(Exception):
@@ -267,7 +267,7 @@ def batch_statements(
     currency = inventory.currency
     if effects.orders:
         # The order row is also the key's record: a keyed order's id is derived from
-        # (account, key), so a key used again meets its first order's primary key.
+        # (account, key), so a key used again meets its first order's unique id.
         by_id = {b.booking_id: b for b in effects.created}
         order_rows = []
         for eff in effects.orders:
@@ -338,12 +338,12 @@ class _Statements:
         self._items.append((sql, [params], False))
 
     def insert(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        """Rows are tuples in the table's column order."""
+        """Rows are tuples in the order of the table's ``written_columns``."""
         if not rows:
             return
         head = _INSERT_HEADS.get(table.name)
         if head is None:
-            names = ", ".join(self._quote(c.name) for c in table.columns)
+            names = ", ".join(self._quote(c.name) for c in written_columns(table))
             head = _INSERT_HEADS[table.name] = f"INSERT INTO {self._quote(table.name)} ({names}) VALUES "
         self._items.append((head, rows, True))
 

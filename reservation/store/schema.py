@@ -14,6 +14,15 @@ references. On MariaDB the checks cost about a tenth of a booking's write throug
 A booking's attendees are a JSON column of its row (migration 0004): one row and two
 index entries fewer per booking, about a third of MariaDB's work per booking
 (docs/design.md).
+
+``orders`` and ``bookings`` are stored in the order they are written: their primary
+key is ``seq``, a number the store hands out, and ``id`` is a unique key beside it
+(migration 0005). A keyed order's id, and its booking's, are hashes of its
+Idempotency-Key (that is how a retry finds its first attempt), so keyed by ``id`` each
+new row would land at a random place in the table. MariaDB keeps a table's rows in
+its primary key's order: random places cost it more work per booking, and far more
+once the tables outgrow its buffer pool (figures in docs/design.md). Nothing refers to
+``seq``; ids stay the rows' names, and their unique keys are narrow.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ metadata = MetaData(
 )
 
 Id = String(36)
+# Write order: the primary key of the tables a booking writes (see above).
+Seq = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY: SQLite's rowid
 # Microsecond precision on MySQL/MariaDB (plain DATETIME there truncates to seconds).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
@@ -109,7 +120,8 @@ event_policies = Table(
 orders = Table(
     "orders",
     metadata,
-    Column("id", Id, primary_key=True),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", Id, nullable=False, unique=True),
     Column("account_id", Id, nullable=False),
     Column("status", String(16), nullable=False),
     Column("request_hash", String(64), nullable=True),
@@ -128,7 +140,8 @@ orders = Table(
 bookings = Table(
     "bookings",
     metadata,
-    Column("id", Id, primary_key=True),
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", Id, nullable=False, unique=True),
     Column("order_id", Id, nullable=False),
     Column("event_id", Id, nullable=False),
     Column("account_id", Id, nullable=False),
@@ -160,6 +173,11 @@ idempotency_keys = Table(
     Column("created_at", Timestamp, nullable=False),
     PrimaryKeyConstraint("account_id", "idem_key"),
 )
+
+
+def written_columns(table: Table) -> list[Column[Any]]:
+    """The columns a writer fills: all but a store-numbered ``seq``."""
+    return [c for c in table.columns if c.name != "seq"]
 
 
 def attendees_json(people: Iterable[Attendee]) -> str:

@@ -300,7 +300,7 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
 
     The first incarnation books two keyed orders. A fresh actor (empty memory, as after a
     restart) then gets, in one batch, a replay of the first, the second's key with another
-    body, and a new order: the replay's optimistic insert fails on the primary key, the
+    body, and a new order: the replay's optimistic insert fails on the unique id key, the
     batch runs again with the lookup, and every command is answered as it should be, once.
     """
     host = await api.register("host")
@@ -349,7 +349,7 @@ async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]
     """Batch N is held up in the store and then fails; batch N+1 was applied on top of it.
 
     A first incarnation books a keyed order A. A second one (empty memory) gets A's
-    replay as batch N: its optimistic insert of A's order will fail on the primary key.
+    replay as batch N: its optimistic insert of A's order will fail on the unique id key.
     The test holds the event's row lock from outside while N's statements wait for it,
     so batch N+1 (two new orders) is certainly applied on top of N and sent while N is
     still in flight. Then the lock goes and N fails.
