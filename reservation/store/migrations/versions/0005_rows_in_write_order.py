@@ -19,10 +19,19 @@ TABLES = ('orders', 'bookings')
 
 
 def upgrade() -> None:
+    _rekey(numbered=True)
+
+
+def downgrade() -> None:
+    _rekey(numbered=False)
+
+
+def _rekey(*, numbered: bool) -> None:
+    """Make ``seq`` the primary key with ``id`` unique (numbered), or ``id`` the key again."""
     for table in TABLES:
         if op.get_bind().dialect.name == 'sqlite':
-            _rebuild_sqlite(table, numbered=True)
-        else:
+            _rebuild_sqlite(table, numbered=numbered)
+        elif numbered:
             # One statement: MySQL takes an AUTO_INCREMENT column only together with its key.
             op.execute(
                 f'ALTER TABLE {table} DROP PRIMARY KEY, '
@@ -30,12 +39,6 @@ def upgrade() -> None:
                 f'ADD CONSTRAINT pk_{table} PRIMARY KEY (seq), '
                 f'ADD CONSTRAINT uq_{table}_id UNIQUE (id)'
             )
-
-
-def downgrade() -> None:
-    for table in TABLES:
-        if op.get_bind().dialect.name == 'sqlite':
-            _rebuild_sqlite(table, numbered=False)
         else:
             op.execute(
                 f'ALTER TABLE {table} DROP INDEX uq_{table}_id, DROP PRIMARY KEY, DROP COLUMN seq, '
