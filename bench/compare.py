@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import importlib
 import json
 import math
@@ -364,7 +365,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
-        except (OSError, urllib.error.URLError):
+        except (OSError, http.client.HTTPException):  # not listening yet, or not yet HTTP
             pass
         if proc.poll() is not None:
             raise BenchError(f"{url} did not come up (exit {proc.returncode}):\n{log_tail(log_path)}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from reservation.config import Settings
@@ -46,6 +48,25 @@ def _start_local_ray(settings: Settings) -> str:
     return address
 
 
+@contextlib.contextmanager
+def _port_held(host: str, port: int) -> Iterator[None]:
+    """Listen on the server's address while Ray starts, so that none of the ports Ray's
+    processes pick for themselves can be this one; a port already taken stops the
+    server here, before anything started."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(address)
+            held.listen()
+        except OSError as exc:
+            sys.exit(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        yield
+    # Closed here; uvicorn binds the same address at once.
+
+
 def http_protocol(settings: Settings) -> Any:
     """uvicorn's HTTP protocol for the front ends (see ``reservation/api/http.py``)."""
     if not settings.coalesce_writes:
@@ -65,7 +86,8 @@ def serve(settings: Settings) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     settings.signing_key()  # made once here, so every worker signs with the same key
     migrate(settings.store_url)  # once, before any worker starts: workers never race on it
-    ray_address = settings.ray_address or _start_local_ray(settings)
+    with _port_held(settings.host, settings.port):
+        ray_address = settings.ray_address or _start_local_ray(settings)
     os.environ["RESERVATION_RAY_ADDRESS"] = ray_address
     os.environ["RESERVATION_DATA_DIR"] = str(data_dir)
     if settings.workers > 1:

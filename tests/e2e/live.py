@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import subprocess
@@ -66,7 +67,7 @@ def run_server(data: Path, workers: int = 2, ready_timeout_s: float = 120) -> It
                     with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
                         if r.status == 200:
                             break
-                except OSError:
+                except (OSError, http.client.HTTPException):  # not listening yet, or not yet HTTP
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("server.py did not become ready:\n" + log_path.read_text()[-3000:])
