@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,9 +88,15 @@ class OrderService:
         self.rt = rt
         self._in_flight: set[tuple[str, str]] = set()
 
-    async def _require_event(self, event_id: str) -> None:
-        if event_id in self.rt.known_events:
-            return
+    async def _require_events(self, event_ids: Iterable[str]) -> None:
+        """NotFound unless every event exists. Events this process knows cost nothing (no
+        task, no query); the others are looked up together and remembered."""
+        known = self.rt.known_events
+        unknown = {e for e in event_ids if e not in known}
+        if unknown:
+            await asyncio.gather(*map(self._require_unknown_event, unknown))
+
+    async def _require_unknown_event(self, event_id: str) -> None:
         if not await catalog.event_exists(self.rt.reader, event_id):
             raise NotFound(f"no event {event_id}", event_id=event_id)
         self.rt.known_events.add(event_id)
@@ -111,10 +118,7 @@ class OrderService:
             self._in_flight.add(token)
         started = time.perf_counter()
         try:
-            known = self.rt.known_events
-            unknown = {i.event_id for i in body.items if i.event_id not in known}
-            if unknown:
-                await asyncio.gather(*map(self._require_event, unknown))
+            await self._require_events(i.event_id for i in body.items)
             if len(body.items) == 1:
                 result = await self._place_one(who, body, key, order_id, fingerprint)
             else:
