@@ -411,13 +411,9 @@ class _Statements:
             if not is_insert:
                 add(sql % tuple(map(literal, rows[0])))
                 continue
-            rendered = _row_literals(rows, escape, literal)
-            if len(sql) + sum(map(len, rendered)) + 2 * len(rendered) <= MAX_QUERY_CHARS:
-                add(sql + ", ".join(rendered))  # the usual case: one statement
-                continue
             values: list[str] = []
             length = len(sql)
-            for value in rendered:
+            for value in _row_literals(rows, escape, literal):
                 if values and length + len(value) > MAX_QUERY_CHARS:
                     add(sql + ", ".join(values))
                     values, length = [], len(sql)
