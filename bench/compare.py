@@ -2,7 +2,9 @@
 
 It starts everything it measures, drives each HTTP target with the same load generator
 (wrk, with the Lua scripts in ``bench/wrk/``) for the same time after the same warm-up,
-and reports requests/s, p50/p90/p99 latency, errors and the CPU share wrk itself used:
+and reports requests/s, p50/p90/p99 latency, errors and the CPU share wrk itself used.
+The floor and the reads, served by the same server, take turns in ``--rounds`` rounds
+so that drift in the machine's speed falls on them alike:
 
 * floor: ``GET /healthz`` of our server (the HTTP stack's own ceiling);
 * ours: durable bookings on one hot event (``POST /api/orders``) on MariaDB and on SQLite;
@@ -25,8 +27,8 @@ server's front ends, its event actors, the rest of Ray, MariaDB and the load gen
 Results go to ``bench/results/compare-<time>.json`` and ``.png`` (or ``--out DIR``), and
 Markdown tables are printed.
 
-    python -m bench.compare [--seconds 20] [--warmup 5] [--connections 64] [--threads 2]
-                            [--workers 2] [--tiny] [--out DIR] [--mysql-url URL]
+    python -m bench.compare [--seconds 20] [--warmup 5] [--rounds 4] [--connections 64]
+                            [--threads 2] [--workers 2] [--tiny] [--out DIR] [--mysql-url URL]
 
 Needs MariaDB/MySQL (``--mysql-url``, default ``$RESERVATION_TEST_MYSQL_URL`` or
 ``mysql+aiomysql://root@127.0.0.1:3306``): it creates ``reservation_bench_<hex>*``
@@ -55,7 +57,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -136,6 +138,8 @@ class Options:
     keep: bool
     only: frozenset[str] = frozenset(GROUPS)
     size_buffer_pool: bool = True
+    # The floor and the reads take turns in this many rounds (see Bench.measure_gets).
+    rounds: int = 4
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -165,6 +169,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "(default: all; ratios need floor and baseline in the same run)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds in which the floor and the reads take turns (default 4; 2 with --tiny)",
+    )
+    parser.add_argument(
         "--keep-buffer-pool",
         action="store_true",
         help="leave innodb_buffer_pool_size as it is (by default it is raised to 2 GiB for the run and restored)",
@@ -177,6 +186,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         args.seconds, args.warmup, args.connections = 2.0, 1.0, min(args.connections, 8)
         args.max_drain = min(args.max_drain, 5.0)
     accounts = args.accounts or (200 if args.tiny else 1000)
+    rounds = args.rounds if args.rounds is not None else 2 if args.tiny else 4
+    if rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.seconds <= 0 or args.warmup < 0 or args.connections < 1 or args.threads < 1 or args.workers < 1:
         parser.error("--seconds must be > 0, --warmup >= 0, --connections, --threads, --workers >= 1")
     if args.threads > args.connections:
@@ -198,6 +210,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         keep=args.keep,
         only=only,
         size_buffer_pool=not args.keep_buffer_pool and not args.tiny,
+        rounds=rounds,
     )
 
 
@@ -649,6 +662,77 @@ class WrkRun:
     cpu: dict[str, float]
 
 
+def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
+    """Several runs of one target (its rounds) as one: counts, time and CPU added up,
+    latencies pooled from every run's recorded values, percentiles taken as wrk takes them."""
+    if len(runs) == 1:
+        return runs[0]
+    reports = [run.report for run in runs]
+    counts: Counter[int] = Counter()
+    for rep in reports:
+        hist = rep.get("latency_us") or {}
+        for value, n in zip(hist.get("values") or [], hist.get("counts") or [], strict=True):
+            counts[int(value)] += int(n)
+    statuses: Counter[str] = Counter()
+    for rep in reports:
+        statuses.update({str(k): int(v) for k, v in (rep.get("statuses") or {}).items()})
+    cpu: Counter[str] = Counter()
+    for run in runs:
+        cpu.update(run.cpu)
+    report = {
+        "duration_s": sum(float(rep["duration_s"]) for rep in reports),
+        "requests": sum(int(rep["requests"]) for rep in reports),
+        "bytes": sum(int(rep["bytes"]) for rep in reports),
+        "errors": {k: sum(int(rep["errors"][k]) for rep in reports) for k in reports[0]["errors"]},
+        "sent": sum(int(rep["sent"]) for rep in reports),
+        "answered": sum(int(rep["answered"]) for rep in reports),
+        "statuses": dict(statuses),
+        "drain_s": [d for rep in reports for d in (rep.get("drain_s") or [])],
+        "latency_ms": latency_summary(counts),
+        "latency_us": {"values": sorted(counts), "counts": [counts[v] for v in sorted(counts)]},
+    }
+    return WrkRun(
+        report,
+        sum(run.seconds for run in runs),
+        sum(run.cpu_s for run in runs),
+        sum(run.wall_s for run in runs),
+        dict(cpu),
+    )
+
+
+def latency_summary(counts: Counter[int]) -> dict[str, Any]:
+    """min, max, mean, stdev and percentiles (ms) of latencies given in µs with their counts.
+
+    A percentile p is the smallest value whose cumulative count reaches
+    floor(p/100 * n + 1), the rank wrk's own percentiles use."""
+    n = sum(counts.values())
+    if n == 0:
+        zero = {"min": 0.0, "max": 0.0, "mean": 0.0, "stdev": 0.0}
+        return {**zero, "percentiles": {p: 0.0 for p in PERCENTILES}}
+    ordered = sorted(counts.items())
+    mean = sum(v * c for v, c in ordered) / n
+    var = sum(c * (v - mean) ** 2 for v, c in ordered) / (n - 1) if n > 1 else 0.0
+    percentiles: dict[str, float] = {}
+    for key in PERCENTILES:
+        rank = min(n, math.floor(float(key) / 100 * n + 1))
+        seen = 0
+        for value, c in ordered:
+            seen += c
+            if seen >= rank:
+                percentiles[key] = value / 1000.0
+                break
+    return {
+        "min": ordered[0][0] / 1000.0,
+        "max": ordered[-1][0] / 1000.0,
+        "mean": mean / 1000.0,
+        "stdev": math.sqrt(var) / 1000.0,
+        "percentiles": percentiles,
+    }
+
+
+# The percentiles wrk's scripts report (bench/wrk/common.lua), as its JSON names them.
+PERCENTILES = ("50", "75", "90", "99", "99.9")
+
 
 
 def _threads(pid: int) -> int:
@@ -784,16 +868,33 @@ class Bench:
             progress("waiting for the previous target to stop")
             self.procs.settle()
 
-    def measure_get(self, target: Target, base: str, path: str) -> None:
+    def measure_gets(self, base: str, paths: Sequence[tuple[Target, str]]) -> None:
+        """GET targets of one server, measured in alternating rounds.
+
+        Each target is warmed up once, then the targets take turns: ``--rounds`` rounds,
+        each giving every target ``seconds / rounds`` of load, so the same machine drift
+        falls on all of them alike and their ratios (reads against the floor) compare
+        like with like. A target's rounds are reported as one run (``merge_runs``).
+        """
         self.quiet()
-        url = base + path
-        warm = None
+        rounds = self.opts.rounds
+        share = self.opts.seconds / rounds
+        warm: dict[str, WrkRun] = {}
         if self.opts.warmup > 0:
-            progress(f"{target.label}: warm-up {self.opts.warmup:g} s")
-            warm = self.run_wrk(f"{target.key}-warm", "get.lua", url, self.opts.warmup, [f"path={path}"])
-        progress(f"{target.label}: {self.opts.seconds:g} s, {self.opts.connections} connections")
-        run = self.run_wrk(target.key, "get.lua", url, self.opts.seconds, [f"path={path}"])
-        self.record(target, url, run, warm)
+            for target, path in paths:
+                progress(f"{target.label}: warm-up {self.opts.warmup:g} s")
+                warm[target.key] = self.run_wrk(
+                    f"{target.key}-warm", "get.lua", base + path, self.opts.warmup, [f"path={path}"]
+                )
+        runs: dict[str, list[WrkRun]] = defaultdict(list)
+        for n in range(1, rounds + 1):
+            progress(f"round {n}/{rounds}: {share:g} s per target, {self.opts.connections} connections")
+            for target, path in paths:
+                run = self.run_wrk(f"{target.key}-{n}", "get.lua", base + path, share, [f"path={path}"])
+                progress(f"  {target.label}: {int(run.report['requests']) / share:,.0f} req/s")
+                runs[target.key].append(run)
+        for target, path in paths:
+            self.record(target, base + path, merge_runs(runs[target.key]), warm.get(target.key), rounds)
 
     def measure_bookings(self, target: Target, base: str, event_id: str, snapshot: Callable[[], Snapshot]) -> None:
         self.quiet()
@@ -818,8 +919,9 @@ class Bench:
             before = after
         self.record(target, url, runs["run"], runs.get("warm-up"))
 
-    def record(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None) -> None:
+    def record(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None, rounds: int = 1) -> None:
         row = self.row(target, url, run, warm)
+        row["rounds"] = rounds
         self.rows[target.key] = row
         if row["ok"] == 0:
             self.problems.append(f"{target.key}: no successful response in the run ({row['status_counts']})")
@@ -942,9 +1044,14 @@ class Bench:
             hot = create_events(base, accounts.host_token, self.opts.extra_events)
             progress(f"hot event {hot}: capacity {HOT_CAPACITY:,} + oversell {HOT_OVERSELL:,}")
             if with_reads:
-                self.measure_get(BY_KEY["floor_healthz"], base, "/healthz")
-                self.measure_get(BY_KEY["ours_reads_list"], base, "/api/events?page_size=20")
-                self.measure_get(BY_KEY["ours_reads_detail"], base, f"/api/events/{hot}")
+                self.measure_gets(
+                    base,
+                    [
+                        (BY_KEY["floor_healthz"], "/healthz"),
+                        (BY_KEY["ours_reads_list"], "/api/events?page_size=20"),
+                        (BY_KEY["ours_reads_detail"], f"/api/events/{hot}"),
+                    ],
+                )
             self.measure_bookings(BY_KEY[f"ours_bookings_{store}"], base, hot, lambda: our_snapshot(engine, hot))
         finally:
             self.server = None
@@ -1124,6 +1231,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['config']['workers']} workers; {cores} cores shared by server, database and wrk; "
         f"innodb_buffer_pool_size {result['machine']['innodb_buffer_pool_bytes'] >> 20} MiB."
     )
+    rounds = result["config"].get("rounds", 1)
+    if rounds > 1 and any(result["targets"].get(k) for k in ("floor_healthz", "ours_reads_list", "ours_reads_detail")):
+        lines.append(
+            f"The floor and the reads took turns in {rounds} rounds of "
+            f"{result['config']['seconds'] / rounds:g} s each (their figures add the rounds up)."
+        )
     engine = result["targets"].get("engine_batched")
     share = result["ratios"].get("engine_batched", {}).get("vs_store_ceiling")
     if engine and share is not None:
@@ -1292,6 +1405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "workers": opts.workers,
                     "accounts": opts.accounts,
                     "tiny": opts.tiny,
+                    "rounds": opts.rounds,
                     "hot_event": {"capacity": HOT_CAPACITY, "oversell_capacity": HOT_OVERSELL},
                 },
                 "targets": bench.rows,

@@ -7,8 +7,9 @@
 -- So every request that was sent got its answer counted, which the booking checks need.
 --
 -- Per thread it counts requests sent, responses, and responses by status. done() prints
--- one line "BENCH_JSON {...}" with those counts, the latency percentiles and wrk's
--- summary (socket errors, timeouts, non-2xx/3xx in errors.status).
+-- one line "BENCH_JSON {...}" with those counts, the latency percentiles, every latency
+-- recorded with its count, and wrk's summary (socket errors, timeouts, non-2xx/3xx in
+-- errors.status).
 
 local M = {}
 
@@ -39,9 +40,24 @@ function M.options(args)
    return opts
 end
 
+-- A table whose keys are exactly 1..n (n > 0): encoded as a JSON array.
+local function is_list(t)
+   local n, seen = #t, 0
+   for _ in pairs(t) do
+      seen = seen + 1
+   end
+   return n > 0 and seen == n
+end
+
 local function encode(value)
    local kind = type(value)
-   if kind == "table" then
+   if kind == "table" and is_list(value) then
+      local items = {}
+      for i = 1, #value do
+         items[i] = encode(value[i])
+      end
+      return "[" .. table.concat(items, ",") .. "]"
+   elseif kind == "table" then
       local parts = {}
       for k, v in pairs(value) do
          parts[#parts + 1] = string.format("%q:%s", tostring(k), encode(v))
@@ -150,6 +166,12 @@ function M.install(make_request)
       for _, p in ipairs({ 50, 75, 90, 99, 99.9 }) do
          percentiles[tostring(p)] = latency:percentile(p) / 1000.0
       end
+      -- Every latency recorded (microseconds) and how often: runs of one target
+      -- (bench.compare's rounds) are merged from these, percentiles included.
+      local values, counts = {}, {}
+      for i = 1, #latency do
+         values[i], counts[i] = latency(i)
+      end
       local report = {
          duration_s = summary.duration / 1e6,
          requests = summary.requests,
@@ -173,6 +195,7 @@ function M.install(make_request)
             stdev = latency.stdev / 1000.0,
             percentiles = percentiles,
          },
+         latency_us = { values = values, counts = counts },
       }
       io.write("BENCH_JSON " .. encode(report) .. "\n")
    end

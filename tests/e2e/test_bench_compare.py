@@ -61,6 +61,14 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert (key, "run") in checked
     assert data["ratios"]["ours_bookings_mariadb"]["vs_baseline"] > 0
     assert data["ratios"]["ours_reads_list"]["vs_floor"] > 0
+    # The floor and the reads took turns in two rounds, each reported as the sum of both.
+    assert data["config"]["rounds"] == 2
+    for key in ("floor_healthz", "ours_reads_list", "ours_reads_detail"):
+        row = data["targets"][key]
+        assert row["rounds"] == 2 and row["seconds"] == data["config"]["seconds"], row
+        assert sum(row["status_counts"].values()) == row["requests"], row
+    assert data["targets"]["ours_bookings_mariadb"]["rounds"] == 1
+    assert "took turns in 2 rounds" in result.stdout
     # The ceiling ran at the batch size the batched engine produced, and the report relates the two.
     batched = data["targets"]["engine_batched"]["mean_batch"]
     assert data["targets"]["store_ceiling"]["mean_batch"] == max(1, round(batched))
