@@ -43,6 +43,7 @@ from reservation.store.inventory import (
     EventMissing,
     Fenced,
     InventoryStore,
+    Statements,
     is_integrity_error,
 )
 
@@ -113,7 +114,10 @@ class _Flight:
     inv: Inventory
     outcomes: list[Outcome]
     effects: Effects
-    now: float
+    # What the batch writes, rendered when it was applied (None: nothing to write). The
+    # counters in it are those right after this batch: the next batch may be applied to
+    # the same inventory before this one's statements are sent.
+    statements: Statements | None
     started: float
     # The batch applied just before this one, if it was still in flight.
     previous: _Flight | None
@@ -260,6 +264,8 @@ class EventActor:
             except Exception:  # never let the loop die: that would hang every caller
                 log.exception("event %s: batch failed unexpectedly", self.event_id)
                 await self._land(flights)
+                # The batch may have been applied in memory: rebuild from the store.
+                self._claim = None
                 self._fail(batch, Code.UNAVAILABLE, "internal error; retry")
                 flight = None
             if flight is not None:
@@ -355,8 +361,13 @@ class EventActor:
         inv.expire(now)
         outcomes = [inv.apply(p.command, now) for p in batch]
         effects = inv.take_effects()
+        try:
+            statements = None if effects.empty else tx.statements(inv, effects, now)
+        except Exception:
+            await tx.rollback()
+            raise  # applied in memory, never written: the loop rebuilds (see _run)
         self.launched += 1
-        flight = _Flight(batch, tx, inv, outcomes, effects, now, started, previous)
+        flight = _Flight(batch, tx, inv, outcomes, effects, statements, started, previous)
         flight.task = asyncio.get_running_loop().create_task(self._commit(flight))
         return flight
 
@@ -383,8 +394,8 @@ class EventActor:
                 # it, so that this one waits for its COMMIT and never the other way round.
                 await previous.written.wait()
             try:
-                if not flight.effects.empty:
-                    await tx.write(inv, flight.effects, flight.now)
+                if flight.statements is not None:
+                    await tx.send(flight.statements)
             finally:
                 flight.written.set()
             if not await self._landed(previous):

@@ -227,23 +227,30 @@ class BatchTransaction:
             )
         return memos
 
+    def statements(self, inventory: Inventory, effects: Effects, now: float) -> Statements:
+        """The batch's writes, with the inventory's counters as they are now."""
+        return batch_statements(self.conn.dialect, self.event_id, self.epoch, inventory, effects, now)
+
     async def write(self, inventory: Inventory, effects: Effects, now: float) -> None:
-        """Write the batch's effects; raise Fenced if another incarnation owns the event.
+        """Write the batch's effects as the inventory holds them now (see ``send``)."""
+        await self.send(self.statements(inventory, effects, now))
+
+    async def send(self, statements: Statements) -> None:
+        """Run a batch's statements; raise Fenced if another incarnation owns the event.
 
         The event's counters go first, fenced by this incarnation's epoch, then every row
-        the batch created or changed. All of it is sent as one ``_Statements`` list: one
-        round trip on MySQL/MariaDB however many tables the batch touches.
+        the batch created or changed. All of it is one ``Statements`` list: one round
+        trip on MySQL/MariaDB however many tables the batch touches.
         """
-        out = batch_statements(self.conn.dialect, self.event_id, self.epoch, inventory, effects, now)
-        if await out.run(self.conn) != 1:
+        if await statements.run(self.conn) != 1:
             raise Fenced(self.event_id)
 
 
 def batch_statements(
     dialect: Any, event_id: str, epoch: int, inventory: Inventory, effects: Effects, now: float
-) -> _Statements:
+) -> Statements:
     """The statements that write one batch's effects (``BatchTransaction.write`` sends them)."""
-    out = _Statements(dialect)
+    out = Statements(dialect)
     # The rows of a batch share a few times (its own, and its holds' expiry): each is
     # rendered once.
     rendered: dict[float, str] = {}
@@ -318,7 +325,7 @@ def batch_statements(
     return out
 
 
-class _Statements:
+class Statements:
     """Statements of one batch in the driver's own SQL (``%s`` marks), run in order.
 
     MySQL/MariaDB get them as one multi-statement query with the values inlined as

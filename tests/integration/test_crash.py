@@ -469,3 +469,74 @@ async def test_settled_batches_are_freed_under_steady_load(mysql_url: str, tmp_p
     assert actor.on_top >= 10, "the batches never overlapped: the test shows nothing"
     # The loop still holds the newest batch, and it the one before at most.
     assert alive <= 2, f"{alive} batches still alive of {state['launched']}"
+
+
+class LateRenderingActor(EventActor):
+    """DELIBERATELY UNSAFE: renders a batch's writes only when it is about to send them,
+    from the inventory as it is then (a later batch may have been applied to it)."""
+
+    async def _settle(self, flight: Any) -> Any:
+        if flight.previous is not None:
+            await flight.previous.written.wait()
+        if flight.statements is not None:
+            flight.statements = flight.tx.statements(flight.inv, flight.effects, time.time())
+        return await super()._settle(flight)
+
+
+async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class: type[EventActor]) -> list[int]:
+    """``sold`` as each batch wrote it (read back inside its own transaction), for six
+    bookings of 1..6 seats queued at once and taken two per batch."""
+    from reservation.store.inventory import BatchTransaction
+
+    written: list[int] = []
+    send = BatchTransaction.send
+
+    async def send_and_look(tx: BatchTransaction, statements: Any) -> None:
+        await send(tx, statements)
+        sold = await tx.conn.execute(select(events.c.sold).where(events.c.id == tx.event_id))
+        written.append(int(sold.scalar_one()))
+
+    async with open_api(mysql_url, tmp_path) as api:
+        host = await api.register("host")
+        account = (await api.register("customer"))["X-Account"]
+        event_id = (await api.create_event(host, capacity=100))["id"]
+        actor = actor_class(event_id, api.runtime.settings.store_url, max_batch=2)
+        await actor.state()
+
+        def bookings(prefix: str, seats: range) -> list[Hold]:
+            holds = [_hold_and_confirm(account, event_id, f"{prefix}-{n}", n)[0] for n in seats]
+            return [replace(h, confirm=True) for h in holds]
+
+        # Two batches open both store connections; after that no batch start waits for
+        # anything, and batch N+1 is applied before batch N's task has run at all.
+        assert all(o.ok for o in (await actor.submit(bookings("warm", range(1, 5)))).outcomes)
+        BatchTransaction.send = send_and_look  # type: ignore[method-assign]
+        try:
+            reply = await actor.submit(bookings("six", range(1, 7)))
+        finally:
+            BatchTransaction.send = send  # type: ignore[method-assign]
+        state = await actor.state()
+        await actor.close()
+    assert all(o.ok for o in reply.outcomes)
+    assert sorted(reply.batch_sizes) == [2, 2, 2]
+    assert state["sold"] == 10 + 21
+    return written
+
+
+@pytest.mark.mysql
+async def test_each_batch_writes_the_counters_of_its_own_commands(mysql_url: str, tmp_path: Path) -> None:
+    """A batch's counters are those right after its own commands, however soon the next
+    batch is applied to the same inventory: if that next batch failed after this one
+    committed, the store would otherwise hold counters for rows it does not have.
+
+    Negative control: an actor that renders a batch's writes only when sending them
+    writes the next batch's counters with the first one.
+    """
+    warm = 1 + 2 + 3 + 4
+    assert await _counters_each_batch_wrote(mysql_url, tmp_path, EventActor) == [
+        warm + 1 + 2,
+        warm + 1 + 2 + 3 + 4,
+        warm + 21,
+    ]
+    late = await _counters_each_batch_wrote(mysql_url, tmp_path / "late", LateRenderingActor)
+    assert late[0] > warm + 1 + 2, late
