@@ -679,6 +679,7 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
     cpu: Counter[str] = Counter()
     for run in runs:
         cpu.update(run.cpu)
+    values = sorted(counts)
     report = {
         "duration_s": sum(float(rep["duration_s"]) for rep in reports),
         "requests": sum(int(rep["requests"]) for rep in reports),
@@ -689,7 +690,7 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
         "statuses": dict(statuses),
         "drain_s": [d for rep in reports for d in (rep.get("drain_s") or [])],
         "latency_ms": latency_summary(counts),
-        "latency_us": {"values": sorted(counts), "counts": [counts[v] for v in sorted(counts)]},
+        "latency_us": {"values": values, "counts": [counts[v] for v in values]},
     }
     return WrkRun(
         report,

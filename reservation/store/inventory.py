@@ -249,7 +249,7 @@ class BatchTransaction:
 def batch_statements(
     dialect: Any, event_id: str, epoch: int, inventory: Inventory, effects: Effects, now: float
 ) -> Statements:
-    """The statements that write one batch's effects (``BatchTransaction.write`` sends them)."""
+    """The statements that write one batch's effects (``BatchTransaction.send`` runs them)."""
     out = Statements(dialect)
     # The rows of a batch share a few times (its own, and its holds' expiry): each is
     # rendered once.
