@@ -4,7 +4,7 @@ MySQL tests run when ``RESERVATION_TEST_MYSQL_URL`` names a server (for example
 ``mysql+aiomysql://root@127.0.0.1:3306``); each test session creates its own
 database there and drops it at the end. ``--require-mysql`` (or the environment variable
 ``RESERVATION_TEST_REQUIRE_MYSQL=1``) turns a missing server into a failure instead
-of a skip; CI passes the flag.
+of a skip; CI sets the variable.
 """
 
 from __future__ import annotations
