@@ -57,16 +57,22 @@ class TtlCache:
 _held_by_event: dict[str, int] = {}
 
 
+_CALL_SIZE = metrics.histogram(metrics.CALL_SIZE)
+_HOLDS_OPEN = metrics.gauge(metrics.HOLDS_OPEN)
+_BATCH_SIZE = metrics.histogram(metrics.BATCH_SIZE)
+_COMMIT_SECONDS = metrics.histogram(metrics.COMMIT_SECONDS)
+
+
 def _record_reply(event_id: str, reply: Reply, call_size: int) -> None:
-    metrics.CALL_SIZE.observe(call_size)
+    _CALL_SIZE.observe(call_size)
     _held_by_event[event_id] = reply.held
     if not reply.held:
         _held_by_event.pop(event_id, None)
-    metrics.HOLDS_OPEN.set(sum(_held_by_event.values()))
+    _HOLDS_OPEN.set(sum(_held_by_event.values()))
     for size in reply.batch_sizes:
-        metrics.BATCH_SIZE.observe(size)
+        _BATCH_SIZE.observe(size)
     for seconds in reply.commit_seconds:
-        metrics.COMMIT_SECONDS.observe(seconds)
+        _COMMIT_SECONDS.observe(seconds)
 
 
 @dataclass

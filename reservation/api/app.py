@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -96,10 +98,10 @@ class Metrics:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope["method"]
-            metrics.REQUESTS.labels(method, path, str(status)).inc()
-            metrics.LATENCY.labels(method, path).observe(time.perf_counter() - started)
+            metrics.counter(metrics.REQUESTS, method, path, str(status)).inc()
+            metrics.histogram(metrics.LATENCY, method, path).observe(time.perf_counter() - started)
             if status == 503:
-                metrics.SHED.labels("unavailable").inc()
+                metrics.counter(metrics.SHED, "unavailable").inc()
 
 
 def _connect_ray(settings: Settings) -> None:
@@ -133,9 +135,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         gc.collect()
         gc.freeze()
         gc_tuning.tune()
+        flushing = asyncio.create_task(metrics.flush_periodically())
         try:
             yield
         finally:
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flushing
             if owned:
                 await rt.close()
 

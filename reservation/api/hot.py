@@ -203,8 +203,8 @@ _EXACT: dict[tuple[str, str], tuple[str, Handler]] = {
     ("GET", "/api/events"): ("/api/events", event_list),
 }
 _EVENT_PREFIX = "/api/events/"
-# The labelled metric children of each (method, route, status), looked up once.
-_METRIC_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+# The buffered metric children of each (method, route, status), looked up once.
+_METRIC_CHILDREN: dict[tuple[str, str, int], tuple[metrics.BufferedCount, metrics.BufferedHistogram]] = {}
 
 
 class ReservationApp(FastAPI):
@@ -260,13 +260,13 @@ class ReservationApp(FastAPI):
         children = _METRIC_CHILDREN.get((method, route, status))
         if children is None:
             children = _METRIC_CHILDREN[(method, route, status)] = (
-                metrics.REQUESTS.labels(method, route, str(status)),
-                metrics.LATENCY.labels(method, route),
+                metrics.counter(metrics.REQUESTS, method, route, str(status)),
+                metrics.histogram(metrics.LATENCY, method, route),
             )
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
         if status == 503:
-            metrics.SHED.labels("unavailable").inc()
+            metrics.counter(metrics.SHED, "unavailable").inc()
         return True
 
 

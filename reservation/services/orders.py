@@ -51,6 +51,8 @@ from reservation.store import catalog, order_records
 from reservation.store.inventory import to_dt
 
 LIVE = (BookingStatus.HELD.value, BookingStatus.CONFIRMED.value)
+_CONFIRMED = metrics.counter(metrics.BOOKINGS, "confirmed")
+_LATENCY = metrics.histogram(metrics.BOOKING_LATENCY)
 
 
 def utc(dt: datetime) -> datetime:
@@ -123,13 +125,13 @@ class OrderService:
                 result = await self._place_one(who, body, key, order_id, fingerprint)
             else:
                 result = await self._place_many(who, body, key, order_id, fingerprint)
-            metrics.BOOKINGS.labels("confirmed").inc(len(body.items))
+            _CONFIRMED.inc(len(body.items))
             return result
         except ReservationError as exc:
-            metrics.BOOKINGS.labels(exc.kind).inc()
+            metrics.counter(metrics.BOOKINGS, exc.kind).inc()
             raise
         finally:
-            metrics.BOOKING_LATENCY.observe(time.perf_counter() - started)
+            _LATENCY.observe(time.perf_counter() - started)
             if token is not None:
                 self._in_flight.discard(token)
 

@@ -10,6 +10,8 @@ import json
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from reservation.api import metrics
+from tests.conftest import metric_samples
 from tests.e2e.live import ROOT, LiveServer, clean_env, run_server
 from tests.integration.checks import read_event
 
@@ -103,7 +107,18 @@ def test_seed_writes_a_pool_the_server_accepts(server: LiveServer, pool_file: Pa
         assert (stored.capacity, stored.oversell_capacity, stored.sold, stored.held) == (CAPACITY, OVERSELL, 0, 0)
 
 
+def scrape(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as r:
+        return metric_samples(r.read().decode())
+
+
+def orders_answered(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], status: str) -> float:
+    labels = (("method", "POST"), ("route", "/api/orders"), ("status", status))
+    return samples.get(("reservation_http_requests_total", labels), 0)
+
+
 def test_browse_scenario_by_tag(server: LiveServer, pool_file: Path, tmp_path: Path) -> None:
+    before = scrape(server)
     run = run_locust(server, pool_file, tmp_path / "browse", "--tags", "browse")
     assert run.returncode == 0, run.output[-4000:]
     assert run.failures() == {}, run.output[-4000:]
@@ -121,6 +136,18 @@ def test_browse_scenario_by_tag(server: LiveServer, pool_file: Path, tmp_path: P
     assert sum(s.confirmed_rows for s in stored) == run.count(BOOK)
     for s in stored:
         assert s.held == 0 and s.sold == s.confirmed_quantity <= CAPACITY + OVERSELL, s
+    # /metrics counts every worker's answers, each as of its last flush (the answering
+    # worker's own as of now): two flush periods on, one scrape adds up to what locust got.
+    time.sleep(2.5 * metrics.FLUSH_EVERY_S)
+    after = scrape(server)
+    want = {"201": run.count(BOOK), "409": run.count(BOOK_SOLD_OUT)}
+    assert {status: orders_answered(after, status) - orders_answered(before, status) for status in want} == want
+    # Each order the service took (a 503 retried by locust included) is timed once.
+    statuses = {labels[2][1] for name, labels in after if name == "reservation_http_requests_total"
+                and labels[:2] == (("method", "POST"), ("route", "/api/orders"))}
+    placed = sum(orders_answered(after, s) - orders_answered(before, s) for s in statuses if s not in {"401", "422"})
+    timed = ("reservation_booking_seconds_count", ())
+    assert after[timed] - before.get(timed, 0) == placed
 
 
 def test_spike_scenario_by_class_name(server: LiveServer, pool_file: Path, tmp_path: Path) -> None:
