@@ -87,6 +87,9 @@ class InventoryStore:
         self.engine = engine
         self.event_id = event_id
         self._conns: dict[int, AsyncConnection] = {}
+        # MySQL/MariaDB: each slot's driver connection, under its AsyncConnection.
+        self._drivers: dict[int, Any] = {}
+        self._inline = engine.dialect.name in ("mysql", "mariadb")
 
     async def claim(self) -> Claim:
         """Take ownership (a new epoch) and rebuild the inventory from the booking rows."""
@@ -144,18 +147,32 @@ class InventoryStore:
         reset, on top of the COMMIT). Two slots let a batch be sent while the one before
         it commits. A transaction that fails gives its connection up; the next batch on
         that slot connects afresh.
+
+        On MySQL/MariaDB a batch that reads nothing runs on the driver's connection
+        alone: its statements open the transaction themselves (the driver does not
+        autocommit) and the driver commits it. SQLAlchemy's own begin, commit and
+        connection lookup each pass through a greenlet, together about 100 µs of CPU
+        per batch on the 2-core machine, a tenth of what a batch of 22 bookings cost
+        the actor. A batch whose preload reads through SQLAlchemy is committed by it.
         """
         conn = self._conns.get(slot)
         if conn is None:
             conn = self._conns[slot] = await self.engine.connect()
+        driver = None
         try:
-            await conn.begin()
+            if self._inline:
+                driver = self._drivers.get(slot)
+                if driver is None:
+                    driver = self._drivers[slot] = (await conn.get_raw_connection()).driver_connection
+            else:
+                await conn.begin()
         except BaseException:
             await self._drop(slot)
             raise
-        return BatchTransaction(conn, self.event_id, epoch, lambda: self._drop(slot))
+        return BatchTransaction(conn, self.event_id, epoch, lambda: self._drop(slot), driver)
 
     async def _drop(self, slot: int) -> None:
+        self._drivers.pop(slot, None)
         conn = self._conns.pop(slot, None)
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -167,17 +184,33 @@ class InventoryStore:
 
 
 class BatchTransaction:
+    """One batch's transaction (see ``InventoryStore.begin``)."""
+
     def __init__(
-        self, conn: AsyncConnection, event_id: str, epoch: int, drop: Callable[[], Awaitable[None]]
+        self,
+        conn: AsyncConnection,
+        event_id: str,
+        epoch: int,
+        drop: Callable[[], Awaitable[None]],
+        driver: Any = None,
     ) -> None:
         self.conn = conn
         self.event_id = event_id
         self.epoch = epoch
         self._drop = drop
+        # The MySQL/MariaDB driver connection under ``conn``; None on SQLite.
+        self._driver = driver
+
+    def _by_sqlalchemy(self) -> bool:
+        """Whether SQLAlchemy holds the transaction (always on SQLite; after a preload read)."""
+        return self._driver is None or self.conn.in_transaction()
 
     async def commit(self) -> None:
         try:
-            await self.conn.commit()
+            if self._by_sqlalchemy():
+                await self.conn.commit()
+            else:
+                await self._driver.commit()
         except BaseException:
             await self._drop()
             raise
@@ -185,7 +218,10 @@ class BatchTransaction:
     async def rollback(self) -> None:
         """Roll back and give the connection up (it may be what failed)."""
         with contextlib.suppress(Exception):
-            await self.conn.rollback()
+            if self._by_sqlalchemy():
+                await self.conn.rollback()
+            else:
+                await self._driver.rollback()
         await self._drop()
 
     async def load_bookings(self, ids: Iterable[str]) -> list[Booking]:
@@ -242,7 +278,7 @@ class BatchTransaction:
         the batch created or changed. All of it is one ``Statements`` list: one round
         trip on MySQL/MariaDB however many tables the batch touches.
         """
-        if await statements.run(self.conn) != 1:
+        if await statements.run(self.conn, self._driver) != 1:
             raise Fenced(self.event_id)
 
 
@@ -354,14 +390,18 @@ class Statements:
             head = _INSERT_HEADS[table.name] = f"INSERT INTO {self._quote(table.name)} ({names}) VALUES "
         self._items.append((head, rows, True))
 
-    async def run(self, conn: AsyncConnection) -> int:
+    async def run(self, conn: AsyncConnection, driver: Any = None) -> int:
         """Run the statements; answers the first one's row count (the fence).
 
-        If the first statement matched no row, what follows must not count: the caller
-        rolls back, and an error a later statement raised would only hide the reason.
+        On MySQL/MariaDB they go through ``driver``, the driver connection under
+        ``conn`` (looked up when not given). If the first statement matched no row, what
+        follows must not count: the caller rolls back, and an error a later statement
+        raised would only hide the reason.
         """
         if self.inline:
-            return await self._run_inline(conn)
+            if driver is None:
+                driver = (await conn.get_raw_connection()).driver_connection
+            return await self._run_inline(driver)
         first = -1
         for sql, rows, is_insert in self._items:
             if is_insert:
@@ -429,10 +469,7 @@ class Statements:
             add(sql + ", ".join(values))
         return [";\n".join(query) for query in queries]
 
-    async def _run_inline(self, conn: AsyncConnection) -> int:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        assert driver is not None
+    async def _run_inline(self, driver: Any) -> int:
         queries = self.queries(bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES))
         cursor = await driver.cursor()
         try:
