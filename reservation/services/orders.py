@@ -167,7 +167,7 @@ class OrderService:
             "id": order_id,
             "status": "confirmed",
             "total": {"amount": b.quantity * b.unit_price_minor, "currency": b.currency},
-            "created_at": utc(to_dt(b.created_at)),
+            "created_at": datetime.fromtimestamp(b.created_at, UTC),
             "items": [
                 {
                     "id": b.booking_id,
