@@ -135,7 +135,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         gc.collect()
         gc.freeze()
         gc_tuning.tune()
-        flushing = asyncio.create_task(metrics.flush_periodically())
+        # Every worker reports its own queue depth (a scrape reaches only one of them).
+        depth = metrics.gauge(metrics.QUEUE_DEPTH)
+        flushing = asyncio.create_task(
+            metrics.flush_periodically(sample=lambda: depth.set(rt.gateway.queue_depth()))
+        )
         try:
             yield
         finally:

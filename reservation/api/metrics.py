@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -181,11 +182,14 @@ def flush() -> None:
         buffered.flush()
 
 
-async def flush_periodically(every_s: float = FLUSH_EVERY_S) -> None:
-    """Flush every ``every_s`` seconds until cancelled, then once more."""
+async def flush_periodically(every_s: float = FLUSH_EVERY_S, sample: Callable[[], None] | None = None) -> None:
+    """Flush every ``every_s`` seconds until cancelled, then once more; ``sample`` runs
+    before each flush (to set gauges read off the process's state)."""
     try:
         while True:
             await asyncio.sleep(every_s)
+            if sample is not None:
+                sample()
             flush()
     finally:
         flush()
