@@ -3,6 +3,7 @@ would have recorded, bucket by bucket, on the installed prometheus_client."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from hypothesis import given
@@ -40,15 +41,20 @@ def pair(kind: type, **kwargs: Any) -> tuple[Any, Any, CollectorRegistry, Collec
     return direct, buffered, direct_registry, buffered_registry
 
 
+def rounds(flushes: list[list[Any]], direct: Any, buffered: Any, record: str) -> Iterator[None]:
+    """Record each round's values on both children, flush the buffered one, then yield."""
+    for values in flushes:
+        for value in values:
+            getattr(direct, record)(value)
+            getattr(buffered, record)(value)
+        buffered.flush()
+        yield
+
+
 @given(st.lists(amounts, min_size=1, max_size=4))
 def test_a_flushed_histogram_equals_one_observed_directly(flushes: list[list[float]]) -> None:
     direct, child, direct_registry, buffered_registry = pair(Histogram, buckets=BOUNDS)
-    buffered = BufferedHistogram(child)
-    for values in flushes:
-        for value in values:
-            direct.observe(value)
-            buffered.observe(value)
-        buffered.flush()
+    for _ in rounds(flushes, direct, BufferedHistogram(child), "observe"):
         got, want = samples(buffered_registry), samples(direct_registry)
         assert got.keys() == want.keys()
         for key, value in want.items():
@@ -58,12 +64,7 @@ def test_a_flushed_histogram_equals_one_observed_directly(flushes: list[list[flo
 @given(st.lists(st.lists(st.integers(min_value=0, max_value=5), max_size=20), min_size=1, max_size=4))
 def test_a_flushed_counter_equals_one_counted_directly(flushes: list[list[int]]) -> None:
     direct, child, direct_registry, buffered_registry = pair(Counter)
-    buffered = BufferedCount(child)
-    for amounts_ in flushes:
-        for amount in amounts_:
-            direct.inc(amount)
-            buffered.inc(amount)
-        buffered.flush()
+    for _ in rounds(flushes, direct, BufferedCount(child), "inc"):
         assert samples(buffered_registry) == samples(direct_registry)
 
 
