@@ -212,16 +212,26 @@ class BatchTransaction:
             else:
                 await self._driver.commit()
         except BaseException:
-            await self._drop()
+            await self._discard()
             raise
 
     async def rollback(self) -> None:
         """Roll back and give the connection up (it may be what failed)."""
-        with contextlib.suppress(Exception):
+        try:
             if self._by_sqlalchemy():
                 await self.conn.rollback()
             else:
                 await self._driver.rollback()
+        except Exception:
+            await self._discard()
+        else:
+            await self._drop()
+
+    async def _discard(self) -> None:
+        """Give up a connection that failed: the pool must not hand it out again (a
+        failure on the driver connection is one SQLAlchemy did not see)."""
+        with contextlib.suppress(Exception):
+            await self.conn.invalidate()
         await self._drop()
 
     async def load_bookings(self, ids: Iterable[str]) -> list[Booking]:
