@@ -562,6 +562,38 @@ def seed_store(url: str, accounts: Accounts, run_id: str) -> None:
         engine.dispose()
 
 
+# The server's group-commit figures: (histogram, sample) pairs read off /metrics.
+COMMIT_SAMPLES = {
+    "commits": "reservation_actor_batch_size_count",
+    "commands": "reservation_actor_batch_size_sum",
+    "calls": "reservation_actor_call_size_count",
+    "call_commands": "reservation_actor_call_size_sum",
+}
+
+
+def commit_samples(base: str) -> dict[str, float]:
+    """Our server's group-commit counters now, from its ``/metrics`` (all workers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
+        text_ = r.read().decode()
+    found = {s.name: s.value for family in text_string_to_metric_families(text_) for s in family.samples}
+    return {key: found.get(name, 0.0) for key, name in COMMIT_SAMPLES.items()}
+
+
+def group_commits(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What the actors committed between two ``commit_samples``: commits, the commands in
+    them, the front ends' calls, and the means (commands per commit and per call)."""
+    delta = {key: after[key] - before[key] for key in COMMIT_SAMPLES}
+    return {
+        "commits": delta["commits"],
+        "commands": delta["commands"],
+        "calls": delta["calls"],
+        "mean_batch": delta["commands"] / delta["commits"] if delta["commits"] else 0.0,
+        "mean_call": delta["call_commands"] / delta["calls"] if delta["calls"] else 0.0,
+    }
+
+
 def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
@@ -904,7 +936,12 @@ class Bench:
         phases.append(("run", self.opts.seconds))
         before = snapshot()
         runs: dict[str, WrkRun] = {}
+        # Our server reports its group commits (the baseline has none).
+        ours = target.kind == "booking"
+        counted: dict[str, float] | None = None
         for phase, seconds in phases:
+            if phase == "run" and ours:
+                counted = self.flushed_commit_samples(base)
             progress(f"{target.label}: {phase} {seconds:g} s, {self.opts.connections} connections")
             args = [
                 f"tokens={self.tokens_file}",
@@ -919,6 +956,17 @@ class Bench:
             runs[phase] = run
             before = after
         self.record(target, url, runs["run"], runs.get("warm-up"))
+        if counted is not None:
+            self.rows[target.key]["group_commits"] = group_commits(counted, self.flushed_commit_samples(base))
+
+    @staticmethod
+    def flushed_commit_samples(base: str) -> dict[str, float]:
+        """``commit_samples`` once every front end has flushed what it counted so far
+        (each flushes once a second; see reservation/api/metrics.py)."""
+        from reservation.api.metrics import FLUSH_EVERY_S
+
+        time.sleep(2 * FLUSH_EVERY_S)
+        return commit_samples(base)
 
     def record(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None, rounds: int = 1) -> None:
         row = self.row(target, url, run, warm)
@@ -1247,6 +1295,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"{ceiling['requests_per_s']:,.0f} bookings/s: the same rows, {ceiling['mean_batch']:,.0f} bookings "
             "per transaction, built beforehand and sent straight to MariaDB over two connections)."
         )
+    for target in TARGETS:
+        commits = (result["targets"].get(target.key) or {}).get("group_commits")
+        if commits:
+            lines.append(
+                f"{target.label}: {commits['commits']:,.0f} group commits of {commits['mean_batch']:.1f} bookings "
+                f"on average, sent by the front ends in calls of {commits['mean_call']:.1f} (the server's /metrics)."
+            )
     lines.extend(["", *cpu_table(result), ""])
     checks = result["correctness"]["checks"]
     failed = sum(not c["pass"] for c in checks)

@@ -68,6 +68,14 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert row["rounds"] == 2 and row["seconds"] == data["config"]["seconds"], row
         assert sum(row["status_counts"].values()) == row["requests"], row
     assert data["targets"]["ours_bookings_mariadb"]["rounds"] == 1
+    # The server's /metrics counted every booking of the run in its group commits, once.
+    for key in ("ours_bookings_mariadb", "ours_bookings_sqlite"):
+        row = data["targets"][key]
+        commits = row["group_commits"]
+        assert commits["commands"] == row["requests"] == row["ok"], (commits, row)
+        assert 1 <= commits["mean_batch"] and 1 <= commits["mean_call"] and commits["commits"] <= row["requests"]
+        assert f"{row['label']}: {commits['commits']:,.0f} group commits" in result.stdout
+    assert "group_commits" not in data["targets"]["baseline_bookings_mariadb"]
     assert "took turns in 2 rounds" in result.stdout
     # The ceiling ran at the batch size the batched engine produced, and the report relates the two.
     batched = data["targets"]["engine_batched"]["mean_batch"]
