@@ -113,6 +113,7 @@ def serve(settings: Settings) -> None:
         # Nothing reads the client's address (no access log, no per-client rules), so
         # uvicorn's X-Forwarded-For rewrite would cost every request for nothing.
         proxy_headers=False,
+        server_header=False,  # no "server: uvicorn" on every answer
         timeout_graceful_shutdown=5,
     )
 
