@@ -147,11 +147,12 @@ class BufferedGauge:
             self._child.set(value)
 
 
-_BUFFERS: dict[tuple[int, tuple[str, ...]], Any] = {}
+# Keyed by the metric itself (not its id), so that a key's metric lives as long as its buffer.
+_BUFFERS: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
 
 def _buffer(metric: Any, labels: tuple[str, ...], kind: type) -> Any:
-    key = (id(metric), labels)
+    key = (metric, labels)
     found = _BUFFERS.get(key)
     if found is None:
         found = _BUFFERS[key] = kind(metric.labels(*labels) if labels else metric)
