@@ -201,16 +201,14 @@ class BatchTransaction:
         # The MySQL/MariaDB driver connection under ``conn``; None on SQLite.
         self._driver = driver
 
-    def _by_sqlalchemy(self) -> bool:
-        """Whether SQLAlchemy holds the transaction (always on SQLite; after a preload read)."""
-        return self._driver is None or self.conn.in_transaction()
+    def _holder(self) -> Any:
+        """What holds the transaction: SQLAlchemy's connection (always on SQLite, and
+        after a preload read) or the driver's; both commit and roll back alike."""
+        return self.conn if self._driver is None or self.conn.in_transaction() else self._driver
 
     async def commit(self) -> None:
         try:
-            if self._by_sqlalchemy():
-                await self.conn.commit()
-            else:
-                await self._driver.commit()
+            await self._holder().commit()
         except BaseException:
             await self._discard()
             raise
@@ -218,10 +216,7 @@ class BatchTransaction:
     async def rollback(self) -> None:
         """Roll back and give the connection up (it may be what failed)."""
         try:
-            if self._by_sqlalchemy():
-                await self.conn.rollback()
-            else:
-                await self._driver.rollback()
+            await self._holder().rollback()
         except Exception:
             await self._discard()
         else:
