@@ -381,6 +381,19 @@ async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]
     return second, [o for r in replies for o in r.outcomes]
 
 
+async def _loaded_actor(
+    api: Api, actor_class: type[EventActor], capacity: int, **options: Any
+) -> tuple[str, str, Any]:
+    """A customer's account id, a new event of ``capacity`` seats, and an actor of
+    ``actor_class`` for it (driven in-process, not under Ray), loaded from the store."""
+    host = await api.register("host")
+    account = (await api.register("customer"))["X-Account"]
+    event_id = (await api.create_event(host, capacity=capacity))["id"]
+    actor = actor_class(event_id, api.runtime.settings.store_url, **options)
+    await actor.state()
+    return account, event_id, actor
+
+
 @pytest.mark.mysql
 async def test_batch_applied_on_a_failed_batch_is_rolled_back_and_run_again(mysql_url: str, tmp_path: Path) -> None:
     """Two group commits in flight: the second commits only after the first did.
@@ -448,11 +461,7 @@ async def test_settled_batches_are_freed_under_steady_load(mysql_url: str, tmp_p
     from actors.event_actor import _Flight
 
     async with open_api(mysql_url, tmp_path) as api:
-        host = await api.register("host")
-        account = (await api.register("customer"))["X-Account"]
-        event_id = (await api.create_event(host, capacity=100_000))["id"]
-        actor = PipelineCountingActor(event_id, api.runtime.settings.store_url)
-        await actor.state()
+        account, event_id, actor = await _loaded_actor(api, PipelineCountingActor, 100_000)
 
         async def customer(n: int) -> None:
             await asyncio.sleep(n * 0.0002)  # a steady stream: commands arrive during commits
@@ -497,11 +506,7 @@ async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class
         written.append(int(sold.scalar_one()))
 
     async with open_api(mysql_url, tmp_path) as api:
-        host = await api.register("host")
-        account = (await api.register("customer"))["X-Account"]
-        event_id = (await api.create_event(host, capacity=100))["id"]
-        actor = actor_class(event_id, api.runtime.settings.store_url, max_batch=2)
-        await actor.state()
+        account, event_id, actor = await _loaded_actor(api, actor_class, 100, max_batch=2)
 
         def bookings(prefix: str, seats: range) -> list[Hold]:
             holds = [_hold_and_confirm(account, event_id, f"{prefix}-{n}", n)[0] for n in seats]
@@ -540,3 +545,81 @@ async def test_each_batch_writes_the_counters_of_its_own_commands(mysql_url: str
     ]
     late = await _counters_each_batch_wrote(mysql_url, tmp_path / "late", LateRenderingActor)
     assert late[0] > warm + 1 + 2, late
+
+
+async def _book_through_killed_connections(
+    mysql_url: str, tmp_path: Path, *, keep_failed: bool = False
+) -> tuple[list[str], bool, dict[str, Any]]:
+    """Book 3 seats a round while MariaDB kills the actor's batch connections after every
+    round; then try up to 10 more rounds for one that books. Answers each round's codes,
+    whether a later round booked, and the store's rows. With ``keep_failed`` the store
+    keeps a connection that failed for its next batches (DELIBERATELY WRONG)."""
+    from pymysql.constants import ER
+
+    async with open_api(mysql_url, tmp_path) as api:
+        account, event_id, actor = await _loaded_actor(api, EventActor, 1000)
+
+        async def book(tag: str) -> set[Code]:
+            holds = [replace(_hold_and_confirm(account, event_id, f"{tag}-{i}", 1)[0], confirm=True) for i in range(3)]
+            return {o.code for o in (await actor.submit(holds)).outcomes}
+
+        async def kill_batch_connections() -> int:
+            assert actor._store is not None
+            killed = 0
+            async with api.runtime.writer.connect() as conn:
+                for driver in actor._store._drivers.values():
+                    try:
+                        await conn.exec_driver_sql(f"KILL {int(driver.thread_id())}")
+                        killed += 1
+                    except Exception as exc:  # killed before and kept (keep_failed)
+                        assert getattr(exc, "orig", exc).args[0] == ER.NO_SUCH_THREAD, exc
+            return killed
+
+        drop = InventoryStore._drop
+
+        async def keep(self: InventoryStore, slot: int) -> None:
+            """The slot keeps its connection whatever happened to it."""
+
+        if keep_failed:
+            InventoryStore._drop = keep  # type: ignore[method-assign]
+        try:
+            codes, killed = [], 0
+            for n in range(4):
+                answered = await book(f"round-{n}")
+                assert len(answered) == 1, answered  # a batch books or fails as a whole
+                codes.append(answered.pop().value)
+                killed += await kill_batch_connections()
+            assert killed >= 2
+            recovered = False
+            for n in range(10):
+                if await book(f"after-{n}") == {Code.OK}:
+                    recovered = True
+                    break
+                await asyncio.sleep(0.05)
+            state = await actor.state()
+        finally:
+            InventoryStore._drop = drop  # type: ignore[method-assign]
+        await actor.close()
+        snapshot = await store_rows(api, event_id)
+        snapshot["actor_sold"] = state.get("sold")
+    return codes, recovered, snapshot
+
+
+@pytest.mark.mysql
+async def test_batches_on_killed_store_connections_fail_alone(mysql_url: str, tmp_path: Path) -> None:
+    """MariaDB drops the actor's connections (a restart, a failover, a timeout): a batch
+    that meets a dead one is answered 'unavailable' and writes nothing, and the actor
+    connects afresh, so that later batches book. The store's counters match its rows.
+
+    Negative control: a store that keeps a failed connection for its next batches never
+    books again.
+    """
+    codes, recovered, snapshot = await _book_through_killed_connections(mysql_url, tmp_path)
+    assert set(codes) <= {"ok", "unavailable"} and "unavailable" in codes, codes
+    assert recovered
+    assert_counters_match_rows(snapshot)
+    booked = 3 * (codes.count("ok") + 1)
+    assert snapshot["event"].sold == snapshot["actor_sold"] == booked == len(snapshot["bookings"])
+
+    codes, recovered, _ = await _book_through_killed_connections(mysql_url, tmp_path / "sticky", keep_failed=True)
+    assert not recovered, codes
