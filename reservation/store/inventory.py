@@ -89,7 +89,7 @@ class InventoryStore:
         self._conns: dict[int, AsyncConnection] = {}
         # MySQL/MariaDB: each slot's driver connection, under its AsyncConnection.
         self._drivers: dict[int, Any] = {}
-        self._inline = engine.dialect.name in ("mysql", "mariadb")
+        self._inline = sends_inline(engine.dialect)
 
     async def claim(self) -> Claim:
         """Take ownership (a new epoch) and rebuild the inventory from the booking rows."""
@@ -366,6 +366,12 @@ def batch_statements(
     return out
 
 
+def sends_inline(dialect: Any) -> bool:
+    """Whether a batch's statements go to this database as one multi-statement query
+    with inlined literals, on the driver's connection (MySQL/MariaDB; see ``Statements``)."""
+    return dialect.name in ("mysql", "mariadb")
+
+
 class Statements:
     """Statements of one batch in the driver's own SQL (``%s`` marks), run in order.
 
@@ -378,7 +384,7 @@ class Statements:
     """
 
     def __init__(self, dialect: Any) -> None:
-        self.inline = dialect.name in ("mysql", "mariadb")
+        self.inline = sends_inline(dialect)
         self._quote = dialect.identifier_preparer.quote
         self._items: list[tuple[str, list[tuple[Any, ...]], bool]] = []
 
@@ -395,17 +401,15 @@ class Statements:
             head = _INSERT_HEADS[table.name] = f"INSERT INTO {self._quote(table.name)} ({names}) VALUES "
         self._items.append((head, rows, True))
 
-    async def run(self, conn: AsyncConnection, driver: Any = None) -> int:
+    async def run(self, conn: AsyncConnection, driver: Any) -> int:
         """Run the statements; answers the first one's row count (the fence).
 
         On MySQL/MariaDB they go through ``driver``, the driver connection under
-        ``conn`` (looked up when not given). If the first statement matched no row, what
-        follows must not count: the caller rolls back, and an error a later statement
-        raised would only hide the reason.
+        ``conn``; elsewhere ``driver`` is None. If the first statement matched no row,
+        what follows must not count: the caller rolls back, and an error a later
+        statement raised would only hide the reason.
         """
         if self.inline:
-            if driver is None:
-                driver = (await conn.get_raw_connection()).driver_connection
             return await self._run_inline(driver)
         first = -1
         for sql, rows, is_insert in self._items:
