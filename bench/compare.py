@@ -711,7 +711,7 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
     cpu: Counter[str] = Counter()
     for run in runs:
         cpu.update(run.cpu)
-    values = sorted(counts)
+    ordered = sorted(counts.items())
     report = {
         "duration_s": sum(float(rep["duration_s"]) for rep in reports),
         "requests": sum(int(rep["requests"]) for rep in reports),
@@ -721,8 +721,8 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
         "answered": sum(int(rep["answered"]) for rep in reports),
         "statuses": dict(statuses),
         "drain_s": [d for rep in reports for d in (rep.get("drain_s") or [])],
-        "latency_ms": latency_summary(counts),
-        "latency_us": {"values": values, "counts": [counts[v] for v in values]},
+        "latency_ms": latency_summary(ordered),
+        "latency_us": {"values": [v for v, _ in ordered], "counts": [c for _, c in ordered]},
     }
     return WrkRun(
         report,
@@ -733,16 +733,16 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
     )
 
 
-def latency_summary(counts: Counter[int]) -> dict[str, Any]:
-    """min, max, mean, stdev and percentiles (ms) of latencies given in µs with their counts.
+def latency_summary(ordered: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """min, max, mean, stdev and percentiles (ms) of latencies given in µs as (value,
+    count) pairs in ascending order of value.
 
     A percentile p is the smallest value whose cumulative count reaches
     floor(p/100 * n + 1), the rank wrk's own percentiles use."""
-    n = sum(counts.values())
+    n = sum(c for _, c in ordered)
     if n == 0:
         zero = {"min": 0.0, "max": 0.0, "mean": 0.0, "stdev": 0.0}
         return {**zero, "percentiles": {p: 0.0 for p in PERCENTILES}}
-    ordered = sorted(counts.items())
     mean = sum(v * c for v, c in ordered) / n
     var = sum(c * (v - mean) ** 2 for v, c in ordered) / (n - 1) if n > 1 else 0.0
     percentiles: dict[str, float] = {}
