@@ -43,6 +43,7 @@ from reservation.store.inventory import (
     EventMissing,
     Fenced,
     InventoryStore,
+    Part,
     Statements,
     is_integrity_error,
 )
@@ -239,11 +240,12 @@ class EventActor:
     async def _run(self) -> None:
         """Take what is queued, apply it and send it to the store; repeat.
 
-        On MariaDB/MySQL up to two batches are in flight: while batch N commits, batch
-        N+1 is applied in memory (on top of N) and its statements are sent on the
-        store's second connection, where they wait for N's row lock on the event. N+1
-        commits only once N has; if N does not, N+1 is rolled back, memory is rebuilt
-        from the store, and N+1's commands (and N's, when N is worth a retry) run again.
+        On MariaDB/MySQL up to two batches are in flight: while batch N is written and
+        commits, batch N+1 is applied in memory (on top of N) and sent on the store's
+        second connection: its new rows at once, the rest once N's statements have run,
+        where it waits for N's row lock on the event. N+1 commits only once N has; if N
+        does not, N+1 is rolled back, memory is rebuilt from the store, and N+1's
+        commands (and N's, when N is worth a retry) run again.
         """
         assert self._wake is not None
         flights: deque[_Flight] = deque()
@@ -389,13 +391,21 @@ class EventActor:
     async def _settle(self, flight: _Flight) -> _Fate:
         batch, tx, inv, previous = flight.batch, flight.tx, flight.inv, flight.previous
         try:
-            if previous is not None:
-                # The batch before must hold the event's row lock before this one asks for
-                # it, so that this one waits for its COMMIT and never the other way round.
-                await previous.written.wait()
             try:
+                part = Part.ALL
+                if flight.statements is not None and previous is not None and not previous.written.is_set():
+                    # The rows this batch creates depend on no other batch: they go in
+                    # now, while the batch before is still being written (MariaDB works
+                    # on both at once). The rest must follow that batch.
+                    await tx.send(flight.statements, Part.NEW_ROWS)
+                    part = Part.REST
+                if previous is not None:
+                    # The batch before must hold the event's row lock before this one asks
+                    # for it, so that this one waits for its COMMIT and never the other
+                    # way round.
+                    await previous.written.wait()
                 if flight.statements is not None:
-                    await tx.send(flight.statements)
+                    await tx.send(flight.statements, part)
             finally:
                 flight.written.set()
             if not await self._landed(previous):

@@ -7,12 +7,14 @@ One ``InventoryStore`` serves one actor. A batch is one transaction:
 2. the actor applies the commands to its state machine (no awaits in between);
 3. the event's counters are written first, fenced by the actor's epoch (a stale
    incarnation matches no row and is refused), then every row the batch created or
-   changed; then COMMIT. Callers are answered only after that.
+   changed; then COMMIT. Callers are answered only after that. While the batch before
+   is still being written, the rows the batch creates may go first (``Part``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -39,6 +41,25 @@ class Fenced(Exception):
 
 class EventMissing(Exception):
     """The event does not exist in the store."""
+
+
+class Part(enum.Enum):
+    """Which of a batch's statements to run.
+
+    A batch's new rows (its inserts) depend on no other batch: nothing else writes or
+    reads them before the batch commits. Its counters and its changes to existing
+    bookings are absolute values that must land in batch order. So while batch N is
+    still being written, batch N+1 may insert its ``NEW_ROWS``, and MariaDB works on
+    both at once; only the ``REST`` waits for N's statements to have run (N+1's counter
+    update then waits for N's row lock, that is, for N's COMMIT).
+    """
+
+    ALL = "all"
+    NEW_ROWS = "new rows"
+    REST = "rest"
+
+    def takes(self, is_insert: bool) -> bool:
+        return self is Part.ALL or (self is Part.NEW_ROWS) is is_insert
 
 
 def to_dt(ts: float) -> datetime:
@@ -276,14 +297,15 @@ class BatchTransaction:
         """Write the batch's effects as the inventory holds them now (see ``send``)."""
         await self.send(self.statements(inventory, effects, now))
 
-    async def send(self, statements: Statements) -> None:
-        """Run a batch's statements; raise Fenced if another incarnation owns the event.
+    async def send(self, statements: Statements, part: Part = Part.ALL) -> None:
+        """Run a batch's statements (``part`` of them); raise Fenced if another
+        incarnation owns the event.
 
         The event's counters go first, fenced by this incarnation's epoch, then every row
-        the batch created or changed. All of it is one ``Statements`` list: one round
-        trip on MySQL/MariaDB however many tables the batch touches.
+        the batch created or changed (with ``Part.REST``, the rows it changed). Each part
+        is one round trip on MySQL/MariaDB however many tables the batch touches.
         """
-        if await statements.run(self.conn, self._driver) != 1:
+        if await statements.run(self.conn, self._driver, part) != 1:
             raise Fenced(self.event_id)
 
 
@@ -401,18 +423,21 @@ class Statements:
             head = _INSERT_HEADS[table.name] = f"INSERT INTO {self._quote(table.name)} ({names}) VALUES "
         self._items.append((head, rows, True))
 
-    async def run(self, conn: AsyncConnection, driver: Any) -> int:
-        """Run the statements; answers the first one's row count (the fence).
+    async def run(self, conn: AsyncConnection, driver: Any, part: Part = Part.ALL) -> int:
+        """Run ``part`` of the statements; answers the first update's row count (the
+        fence), or 1 if the part has none.
 
         On MySQL/MariaDB they go through ``driver``, the driver connection under
-        ``conn``; elsewhere ``driver`` is None. If the first statement matched no row,
-        what follows must not count: the caller rolls back, and an error a later
-        statement raised would only hide the reason.
+        ``conn``; elsewhere ``driver`` is None. If the fence matched no row, what
+        follows must not count: the caller rolls back, and an error a later statement
+        raised would only hide the reason.
         """
         if self.inline:
-            return await self._run_inline(driver)
-        first = -1
+            return await self._run_inline(driver, part)
+        first = -1 if part is not Part.NEW_ROWS else 1
         for sql, rows, is_insert in self._items:
+            if not part.takes(is_insert):
+                continue
             if is_insert:
                 await conn.exec_driver_sql(sql + "(" + ", ".join(["?"] * len(rows[0])) + ")", rows)
                 continue
@@ -423,8 +448,9 @@ class Statements:
                     break
         return first
 
-    def queries(self, no_backslash_escapes: bool = False) -> list[str]:
-        """The statements as MySQL/MariaDB query texts, values inlined as literals.
+    def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL) -> list[str]:
+        """``part`` of the statements as MySQL/MariaDB query texts, values inlined as
+        literals (none if the part is empty).
 
         Statements (long inserts split into several) are packed into queries of at most
         MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
@@ -464,6 +490,8 @@ class Statements:
             size += len(statement) + 2
 
         for sql, rows, is_insert in self._items:
+            if not part.takes(is_insert):
+                continue
             if not is_insert:
                 add(sql % tuple(map(literal, rows[0])))
                 continue
@@ -476,13 +504,17 @@ class Statements:
                 values.append(value)
                 length += len(value) + 2
             add(sql + ", ".join(values))
-        return [";\n".join(query) for query in queries]
+        return [";\n".join(query) for query in queries if query]
 
-    async def _run_inline(self, driver: Any) -> int:
-        queries = self.queries(bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES))
+    async def _run_inline(self, driver: Any, part: Part) -> int:
+        no_backslash_escapes = bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+        queries = self.queries(no_backslash_escapes, part)
+        if not queries:
+            return 1
         cursor = await driver.cursor()
         try:
-            first = -1
+            # New rows alone carry no fence: every result counts.
+            first = -1 if part is not Part.NEW_ROWS else 1
             for query in queries:
                 await cursor.execute(query)
                 if first < 0:

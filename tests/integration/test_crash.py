@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from actors.event_actor import EventActor
 from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder
 from reservation.domain.ids import booking_id_for, order_id_for_key
-from reservation.store.inventory import Fenced, InventoryStore
+from reservation.store.inventory import Fenced, InventoryStore, Part
 from reservation.store.schema import bookings, events, idempotency_keys, orders
 from tests.conftest import Api, open_api
 from tests.integration.checks import assert_counters_match_rows, store_rows
@@ -500,10 +500,11 @@ async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class
     written: list[int] = []
     send = BatchTransaction.send
 
-    async def send_and_look(tx: BatchTransaction, statements: Any) -> None:
-        await send(tx, statements)
-        sold = await tx.conn.execute(select(events.c.sold).where(events.c.id == tx.event_id))
-        written.append(int(sold.scalar_one()))
+    async def send_and_look(tx: BatchTransaction, statements: Any, part: Part = Part.ALL) -> None:
+        await send(tx, statements, part)
+        if part is not Part.NEW_ROWS:
+            sold = await tx.conn.execute(select(events.c.sold).where(events.c.id == tx.event_id))
+            written.append(int(sold.scalar_one()))
 
     async with open_api(mysql_url, tmp_path) as api:
         account, event_id, actor = await _loaded_actor(api, actor_class, 100, max_batch=2)
@@ -545,6 +546,75 @@ async def test_each_batch_writes_the_counters_of_its_own_commands(mysql_url: str
     ]
     late = await _counters_each_batch_wrote(mysql_url, tmp_path / "late", LateRenderingActor)
     assert late[0] > warm + 1 + 2, late
+
+
+async def _rows_in_before_the_batch_ahead_commits(mysql_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    """Batch N (a hold) waits for the event's row lock, held from outside; batch N+1
+    (that hold's confirmation and two new bookings) is applied on top of it and sent.
+    Answers how many of N+1's new booking rows were in the store, uncommitted, before
+    the lock went, and the store's rows after both batches settled."""
+    from sqlalchemy import text
+
+    async with open_api(mysql_url, tmp_path) as api:
+        account, event_id, actor = await _loaded_actor(api, EventActor, 20)
+        hold_x, confirm_x, _ = _hold_and_confirm(account, event_id, "x", 2)
+        new = [replace(_hold_and_confirm(account, event_id, f"new-{n}", n)[0], confirm=True) for n in (1, 3)]
+        async with api.runtime.writer.connect() as lock, api.runtime.writer.connect() as peek:
+            await peek.execute(text("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"))
+            await lock.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
+            batch_n = asyncio.create_task(actor.submit([hold_x]))
+            while actor.launched < 1:
+                await asyncio.sleep(0.005)
+            batch_n1 = asyncio.create_task(actor.submit([confirm_x, *new]))
+            while actor.launched < 2:
+                await asyncio.sleep(0.005)
+            ahead, deadline = 0, time.monotonic() + 2.0
+            while ahead < len(new) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                count = select(func.count()).where(bookings.c.id.in_([h.booking_id for h in new]))
+                ahead = int((await peek.execute(count)).scalar_one())
+                await peek.rollback()
+            assert not batch_n.done() and not batch_n1.done(), "a batch went past the lock"
+            await lock.rollback()
+        replies = await asyncio.wait_for(asyncio.gather(batch_n, batch_n1), 30)
+        assert all(o.ok for r in replies for o in r.outcomes)
+        assert [r.batch_sizes for r in replies] == [[1], [3]]
+        await actor.close()
+        return ahead, await store_rows(api, event_id)
+
+
+@pytest.mark.mysql
+async def test_a_batch_inserts_its_rows_while_the_one_before_commits(mysql_url: str, tmp_path: Path) -> None:
+    """The rows a batch creates go in while the batch before still waits to commit, so
+    MariaDB works on both at once; its counters and its change to a row of the batch
+    before still land after that batch.
+
+    Negative control: a store that sends each batch only once the one before has been
+    written has none of the rows in before the lock goes.
+    """
+    ahead, snapshot = await _rows_in_before_the_batch_ahead_commits(mysql_url, tmp_path)
+    assert ahead == 2
+    assert_counters_match_rows(snapshot)
+    assert snapshot["event"].sold == 2 + 1 + 3
+    assert sorted((r.quantity, r.status) for r in snapshot["bookings"]) == [
+        (1, "confirmed"), (2, "confirmed"), (3, "confirmed")
+    ]
+
+    from reservation.store.inventory import BatchTransaction
+
+    send = BatchTransaction.send
+
+    async def in_order(tx: BatchTransaction, statements: Any, part: Part = Part.ALL) -> None:
+        if part is not Part.NEW_ROWS:
+            await send(tx, statements, Part.ALL)
+
+    BatchTransaction.send = in_order  # type: ignore[method-assign]
+    try:
+        ahead, snapshot = await _rows_in_before_the_batch_ahead_commits(mysql_url, tmp_path / "in-order")
+    finally:
+        BatchTransaction.send = send  # type: ignore[method-assign]
+    assert ahead == 0
+    assert_counters_match_rows(snapshot)
 
 
 async def _book_through_killed_connections(
