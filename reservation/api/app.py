@@ -7,6 +7,8 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,9 +107,17 @@ class Metrics:
 
 
 def _connect_ray(settings: Settings) -> None:
+    """Join Ray, keeping this process's SIGTERM handler.
+
+    ``ray.init`` replaces it with one that exits at once, from wherever the main thread
+    is. A front end started by uvicorn would then drop the requests it is answering;
+    uvicorn's own handler stops taking connections and lets them finish first.
+    """
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    main_thread = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     ray.init(
         address=settings.ray_address or "local",
         namespace=settings.ray_namespace,
@@ -115,6 +125,8 @@ def _connect_ray(settings: Settings) -> None:
         include_dashboard=False if settings.ray_address is None else None,
         configure_logging=False,
     )
+    if on_sigterm is not None:
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

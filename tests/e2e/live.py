@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class LiveServer:
     base_url: str
     data_dir: Path
+    # The server's main process (uvicorn's supervisor of the front ends).
+    process: subprocess.Popen[bytes]
 
     @property
     def store_url(self) -> str:
@@ -72,7 +74,7 @@ def run_server(data: Path, workers: int = 2, ready_timeout_s: float = 120) -> It
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("server.py did not become ready:\n" + log_path.read_text()[-3000:])
                 time.sleep(0.5)
-            yield LiveServer(base, data)
+            yield LiveServer(base, data, proc)
         finally:
             proc.terminate()
             try:
