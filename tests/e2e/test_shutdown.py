@@ -65,6 +65,13 @@ def test_sigterm_lets_a_booking_in_flight_finish(tmp_path: Path) -> None:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         with socket.create_connection(("127.0.0.1", urlsplit(server.base_url).port or 80), timeout=30) as sock:
+            # A first request on the connection: a front end has taken it and reads it.
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            healthz = b""
+            while not healthz.endswith(b'{"status":"ok"}'):
+                chunk = sock.recv(65536)
+                assert chunk, healthz
+                healthz += chunk
             sock.sendall(head + body[:8])
             time.sleep(0.5)  # a front end has the request and waits for the rest of its body
             os.kill(server.process.pid, signal.SIGTERM)
