@@ -61,6 +61,11 @@ class Part(enum.Enum):
     def takes(self, is_insert: bool) -> bool:
         return self is Part.ALL or (self is Part.NEW_ROWS) is is_insert
 
+    @property
+    def fenced(self) -> bool:
+        """Whether the part holds the fence (the counters' update); new rows alone do not."""
+        return self is not Part.NEW_ROWS
+
 
 def to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
@@ -434,7 +439,7 @@ class Statements:
         """
         if self.inline:
             return await self._run_inline(driver, part)
-        first = -1 if part is not Part.NEW_ROWS else 1
+        first = -1 if part.fenced else 1
         for sql, rows, is_insert in self._items:
             if not part.takes(is_insert):
                 continue
@@ -513,8 +518,8 @@ class Statements:
             return 1
         cursor = await driver.cursor()
         try:
-            # New rows alone carry no fence: every result counts.
-            first = -1 if part is not Part.NEW_ROWS else 1
+            # Without the fence, every result counts.
+            first = -1 if part.fenced else 1
             for query in queries:
                 await cursor.execute(query)
                 if first < 0:
