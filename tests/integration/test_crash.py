@@ -345,6 +345,16 @@ class EagerEventActor(EventActor):
         return True
 
 
+async def _launched(actor: EventActor, commands: list[Any]) -> asyncio.Task[Any]:
+    """Submit ``commands`` alone; return the call's task once the actor has launched
+    their batch (applied it and started sending it)."""
+    before = actor.launched
+    call = asyncio.create_task(actor.submit(commands))
+    while actor.launched <= before:
+        await asyncio.sleep(0.005)
+    return call
+
+
 async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]) -> tuple[EventActor, list[Any]]:
     """Batch N is held up in the store and then fails; batch N+1 was applied on top of it.
 
@@ -368,14 +378,10 @@ async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]
     outside = api.runtime.writer
     async with outside.connect() as conn:
         await conn.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
-        batch_n = asyncio.create_task(second.submit([hold_a, confirm_a]))
-        while second.launched < 1:
-            await asyncio.sleep(0.005)
+        batch_n = await _launched(second, [hold_a, confirm_a])
         hold_c, confirm_c, _ = _hold_and_confirm(account, event_id, "c", 3)
         hold_d, confirm_d, _ = _hold_and_confirm(account, event_id, "d", 1)
-        batch_n1 = asyncio.create_task(second.submit([hold_c, confirm_c, hold_d, confirm_d]))
-        while second.launched < 2:
-            await asyncio.sleep(0.005)
+        batch_n1 = await _launched(second, [hold_c, confirm_c, hold_d, confirm_d])
         await conn.rollback()  # lets batch N run into its primary-key conflict
     replies = await asyncio.wait_for(asyncio.gather(batch_n, batch_n1), 30)
     return second, [o for r in replies for o in r.outcomes]
@@ -562,12 +568,8 @@ async def _rows_in_before_the_batch_ahead_commits(mysql_url: str, tmp_path: Path
         async with api.runtime.writer.connect() as lock, api.runtime.writer.connect() as peek:
             await peek.execute(text("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"))
             await lock.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
-            batch_n = asyncio.create_task(actor.submit([hold_x]))
-            while actor.launched < 1:
-                await asyncio.sleep(0.005)
-            batch_n1 = asyncio.create_task(actor.submit([confirm_x, *new]))
-            while actor.launched < 2:
-                await asyncio.sleep(0.005)
+            batch_n = await _launched(actor, [hold_x])
+            batch_n1 = await _launched(actor, [confirm_x, *new])
             ahead, deadline = 0, time.monotonic() + 2.0
             while ahead < len(new) and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
