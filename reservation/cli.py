@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from reservation.cluster import join_ray
 from reservation.config import Settings
 
 log = logging.getLogger("reservation")
@@ -30,22 +31,6 @@ def _apply_flags(args: argparse.Namespace) -> None:
         value = getattr(args, flag, None)
         if value is not None:
             os.environ[env] = str(value)
-
-
-def _start_local_ray(settings: Settings) -> str:
-    """Start a Ray head inside this process (on 127.0.0.1) and return its address."""
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
-
-    ray.init(
-        address="local",
-        namespace=settings.ray_namespace,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    address: str = ray.get_runtime_context().gcs_address
-    return address
 
 
 @contextlib.contextmanager
@@ -87,7 +72,8 @@ def serve(settings: Settings) -> None:
     settings.signing_key()  # made once here, so every worker signs with the same key
     migrate(settings.store_url)  # once, before any worker starts: workers never race on it
     with _port_held(settings.host, settings.port):
-        ray_address = settings.ray_address or _start_local_ray(settings)
+        # Without an address, a local Ray head starts inside this process.
+        ray_address = settings.ray_address or join_ray(settings)
     os.environ["RESERVATION_RAY_ADDRESS"] = ray_address
     os.environ["RESERVATION_DATA_DIR"] = str(data_dir)
     if settings.workers > 1:

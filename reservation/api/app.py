@@ -6,9 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import signal
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +20,7 @@ from reservation import __version__, gc_tuning
 from reservation.api import metrics, problems
 from reservation.api.hot import ReservationApp
 from reservation.api.routes import accounts, events, ops, orders
+from reservation.cluster import join_ray
 from reservation.config import Settings, get_settings
 from reservation.runtime import Runtime
 from reservation.services.events import EventService
@@ -107,26 +105,9 @@ class Metrics:
 
 
 def _connect_ray(settings: Settings) -> None:
-    """Join Ray, keeping this process's SIGTERM handler.
-
-    ``ray.init`` replaces it with one that exits at once, from wherever the main thread
-    is. A front end started by uvicorn would then drop the requests it is answering;
-    uvicorn's own handler stops taking connections and lets them finish first.
-    """
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    main_thread = threading.current_thread() is threading.main_thread()
-    on_sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
-    ray.init(
-        address=settings.ray_address or "local",
-        namespace=settings.ray_namespace,
-        log_to_driver=False,
-        include_dashboard=False if settings.ray_address is None else None,
-        configure_logging=False,
-    )
-    if on_sigterm is not None:
-        signal.signal(signal.SIGTERM, on_sigterm)
+    """Join Ray once per process, keeping uvicorn's SIGTERM handler (see ``join_ray``)."""
+    if not ray.is_initialized():
+        join_ray(settings, keep_sigterm=True)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
