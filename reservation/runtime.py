@@ -61,6 +61,7 @@ _CALL_SIZE = metrics.histogram(metrics.CALL_SIZE)
 _HOLDS_OPEN = metrics.gauge(metrics.HOLDS_OPEN)
 _BATCH_SIZE = metrics.histogram(metrics.BATCH_SIZE)
 _COMMIT_SECONDS = metrics.histogram(metrics.COMMIT_SECONDS)
+_QUEUE_DEPTH = metrics.gauge(metrics.QUEUE_DEPTH)
 
 
 def _record_reply(event_id: str, reply: Reply, call_size: int) -> None:
@@ -116,6 +117,11 @@ class Runtime:
             events_cache=TtlCache(settings.read_cache_ttl_s),
             tokens=TokenReader(key),
         )
+
+    def sample_gauges(self) -> None:
+        """Set the gauges read off this process's state, before a flush or a scrape:
+        each front end reports its own queue depth (a scrape reaches only one of them)."""
+        _QUEUE_DEPTH.set(self.gateway.queue_depth())
 
     async def close(self) -> None:
         await self.writer.dispose()

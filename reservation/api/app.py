@@ -128,11 +128,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         gc.collect()
         gc.freeze()
         gc_tuning.tune()
-        # Every worker reports its own queue depth (a scrape reaches only one of them).
-        depth = metrics.gauge(metrics.QUEUE_DEPTH)
-        flushing = asyncio.create_task(
-            metrics.flush_periodically(sample=lambda: depth.set(rt.gateway.queue_depth()))
-        )
+        flushing = asyncio.create_task(metrics.flush_periodically(sample=rt.sample_gauges))
         try:
             yield
         finally:

@@ -45,6 +45,6 @@ async def readyz(rt: RuntimeDep) -> dict[str, Any] | Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def prometheus(rt: RuntimeDep) -> Response:
-    metrics.gauge(metrics.QUEUE_DEPTH).set(rt.gateway.queue_depth())
+    rt.sample_gauges()  # this front end's own figures are fresh, the others' up to a flush old
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
