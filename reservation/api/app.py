@@ -100,8 +100,6 @@ class Metrics:
             method = scope["method"]
             metrics.counter(metrics.REQUESTS, method, path, str(status)).inc()
             metrics.histogram(metrics.LATENCY, method, path).observe(time.perf_counter() - started)
-            if status == 503:
-                metrics.counter(metrics.SHED, "unavailable").inc()
 
 
 def _connect_ray(settings: Settings) -> None:

@@ -265,8 +265,6 @@ class ReservationApp(FastAPI):
             )
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
-        if status == 503:
-            metrics.counter(metrics.SHED, "unavailable").inc()
         return True
 
 

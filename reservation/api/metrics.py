@@ -72,7 +72,11 @@ HOLDS_OPEN = Gauge(
     "Seats held and not yet confirmed, over the events this front end talks to (as last reported)",
     multiprocess_mode="max",
 )
-SHED = Counter("reservation_shed_total", "Requests answered 503 because a queue was full or a part was down", ["kind"])
+SHED = Counter(
+    "reservation_shed_total",
+    "Requests answered 503, by problem kind: overloaded (an event's queue was full), store-unavailable, unavailable",
+    ["kind"],
+)
 
 
 FLUSH_EVERY_S = 1.0

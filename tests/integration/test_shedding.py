@@ -1,0 +1,86 @@
+"""A full queue sheds at once and loses nothing.
+
+While a front end's calls to an event's actor are in flight, the commands that arrive
+wait in a queue of at most ``max_queue_per_event``; past it, the front end answers 503
+``overloaded`` with Retry-After straight away, before anything is held. The test rushes
+one event through a front end with a small queue and one call in flight, and checks the
+answers, the store (a shed order left no row) and ``reservation_shed_total{kind}``; then
+it sends the shed orders again with the same Idempotency-Keys, and each is booked once.
+
+Negative control: the same rush through a front end with the default queue bound sheds
+nothing, so the 503s above come from the bound and not from the rush itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from reservation.domain.ids import order_id_for_key
+from reservation.store.schema import orders
+from tests.conftest import Api, assert_problem, metric_samples, open_api
+from tests.integration.checks import assert_store_consistent, sync_engine
+from tests.integration.test_oversell import activate, booking_ids, register_customers, rush, summary
+
+QUEUE = 4
+REQUESTS = 120
+BUYERS = 20
+SHED = ("reservation_shed_total", (("kind", "overloaded"),))
+
+
+async def _rush(api: Api, tag: str) -> tuple[str, list[dict[str, str]], list[httpx.Response]]:
+    """A fresh event with room for every request, rushed with REQUESTS keyed orders."""
+    host = await api.register("host")
+    buyers = await register_customers(api, BUYERS)
+    event_id = (await api.create_event(host, capacity=REQUESTS))["id"]
+    await activate(api, [event_id])
+    return event_id, buyers, await rush(api, [event_id], buyers, REQUESTS, tag)
+
+
+def _stored_orders(url: str, order_ids: list[str]) -> int:
+    with sync_engine(url) as engine, engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(orders.c.id.in_(order_ids))).scalar_one())
+
+
+async def test_a_full_queue_answers_503_overloaded_and_books_nothing_for_it(
+    sqlite_url: str, ray_session: None, tmp_path: Path
+) -> None:
+    async with open_api(sqlite_url, tmp_path, max_queue_per_event=QUEUE, calls_in_flight=1) as api:
+        before = metric_samples((await api.client.get("/metrics")).text)
+        event_id, buyers, answers = await _rush(api, "peak")
+
+        shed = [n for n, r in enumerate(answers) if r.status_code == 503]
+        booked = [r for r in answers if r.status_code == 201]
+        assert shed and booked and len(shed) + len(booked) == REQUESTS, summary(answers)
+        for n in shed:
+            assert_problem(answers[n], 503, "overloaded")
+            assert int(answers[n].headers["Retry-After"]) >= 1
+        after = metric_samples((await api.client.get("/metrics")).text)
+        assert after[SHED] - before.get(SHED, 0) == len(shed)
+
+        # A shed order left nothing: no order row, no seat.
+        shed_orders = [order_id_for_key(buyers[n % BUYERS]["X-Account"], f"peak-{n}") for n in shed]
+        assert _stored_orders(sqlite_url, shed_orders) == 0
+        first = booking_ids(booked, event_id)
+        assert_store_consistent(sqlite_url, event_id, expected_sold=len(booked), expected_held=0, confirmed_ids=first)
+
+        # Sent again with the same keys, one at a time (nothing queues), each is booked once.
+        again = [await api.book(buyers[n % BUYERS], [event_id], key=f"peak-{n}") for n in shed]
+        assert summary(again) == {(201, ""): len(shed)}, summary(again)
+        assert _stored_orders(sqlite_url, shed_orders) == len(shed)
+        every = first + booking_ids(again, event_id)
+        assert_store_consistent(sqlite_url, event_id, expected_sold=REQUESTS, expected_held=0, confirmed_ids=every)
+
+
+async def test_negative_control_the_same_rush_with_the_default_bound_sheds_nothing(
+    sqlite_url: str, ray_session: None, tmp_path: Path
+) -> None:
+    async with open_api(sqlite_url, tmp_path, calls_in_flight=1) as api:
+        assert api.runtime.settings.max_queue_per_event >= REQUESTS
+        event_id, _, answers = await _rush(api, "calm")
+        assert summary(answers) == {(201, ""): REQUESTS}, summary(answers)
+        assert_store_consistent(
+            sqlite_url, event_id, expected_sold=REQUESTS, expected_held=0, confirmed_ids=booking_ids(answers, event_id)
+        )
