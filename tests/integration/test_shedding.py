@@ -22,7 +22,7 @@ from reservation.domain.ids import order_id_for_key
 from reservation.store.schema import orders
 from tests.conftest import Api, assert_problem, metric_samples, open_api
 from tests.integration.checks import assert_store_consistent, sync_engine
-from tests.integration.test_oversell import activate, booking_ids, register_customers, rush, summary
+from tests.integration.rush import activate, booking_ids, register_customers, rush, summary
 
 QUEUE = 4
 REQUESTS = 120
