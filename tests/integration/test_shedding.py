@@ -1,4 +1,4 @@
-"""A full queue sheds at once and loses nothing.
+"""An event's queue in a front end: visible while it fills, shed at once when full.
 
 While a front end's calls to an event's actor are in flight, the commands that arrive
 wait in a queue of at most ``max_queue_per_event``; past it, the front end answers 503
@@ -9,10 +9,15 @@ it sends the shed orders again with the same Idempotency-Keys, and each is booke
 
 Negative control: the same rush through a front end with the default queue bound sheds
 nothing, so the 503s above come from the bound and not from the rush itself.
+
+While commands wait, ``reservation_actor_queue_depth`` in ``/metrics`` counts them; once
+every order is answered it reads 0 again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +33,7 @@ QUEUE = 4
 REQUESTS = 120
 BUYERS = 20
 SHED = ("reservation_shed_total", (("kind", "overloaded"),))
+DEPTH = ("reservation_actor_queue_depth", ())
 
 
 async def _rush(api: Api, tag: str) -> tuple[str, list[dict[str, str]], list[httpx.Response]]:
@@ -84,3 +90,25 @@ async def test_negative_control_the_same_rush_with_the_default_bound_sheds_nothi
         assert_store_consistent(
             sqlite_url, event_id, expected_sold=REQUESTS, expected_held=0, confirmed_ids=booking_ids(answers, event_id)
         )
+
+
+async def test_the_queue_depth_gauge_counts_the_commands_waiting_for_the_actor(
+    sqlite_url: str, ray_session: None, tmp_path: Path
+) -> None:
+    # One call of at most 5 commands in flight: the rest of the rush waits in the queue.
+    async with open_api(sqlite_url, tmp_path, calls_in_flight=1, max_batch=5) as api:
+        host = await api.register("host")
+        buyers = await register_customers(api, BUYERS)
+        event_id = (await api.create_event(host, capacity=REQUESTS))["id"]
+        await activate(api, [event_id])
+        rushing = asyncio.ensure_future(rush(api, [event_id], buyers, REQUESTS, "queued"))
+        deadline = time.monotonic() + 30
+        while api.runtime.gateway.queue_depth() < REQUESTS // 2 and not rushing.done():
+            assert time.monotonic() < deadline, "the rush never queued"
+            await asyncio.sleep(0.001)
+        during = metric_samples((await api.client.get("/metrics")).text)[DEPTH]
+        answers = await rushing
+        assert summary(answers) == {(201, ""): REQUESTS}, summary(answers)
+        assert during >= 1, "the gauge missed the commands waiting during the rush"
+        after = metric_samples((await api.client.get("/metrics")).text)[DEPTH]
+        assert after == 0
