@@ -11,10 +11,10 @@ import ray
 from sqlalchemy import select
 
 from actors.gateway import GatewayConfig, InventoryGateway, actor_name
-from reservation.domain.commands import Attendee, Code, Configure, Hold
+from reservation.domain.commands import Attendee, Code, Configure, Hold, Release
 from reservation.domain.ids import new_id
 from reservation.store.schema import bookings, events
-from tests.conftest import NAMESPACE, Api, open_api
+from tests.conftest import NAMESPACE, Api, metric_samples, open_api
 from tests.integration.checks import sync_engine
 
 
@@ -42,6 +42,28 @@ async def _event_with_order(api: Api, **fields: object) -> tuple[str, str, str]:
 
 def _gateway(url: str, **overrides: object) -> InventoryGateway:
     return InventoryGateway(GatewayConfig(database_url=url, namespace=NAMESPACE, **overrides))  # type: ignore[arg-type]
+
+
+async def test_the_holds_gauge_counts_seats_on_hold(sqlite_url: str, ray_session: None, tmp_path: Path) -> None:
+    """``reservation_holds_open_seats`` follows the seats on hold that the actors report."""
+    holds = ("reservation_holds_open_seats", ())
+
+    async with open_api(sqlite_url, tmp_path) as api:
+
+        async def seats_on_hold() -> float:
+            return metric_samples((await api.client.get("/metrics")).text)[holds]
+
+        event_id, order_id, account = await _event_with_order(api, capacity=5)
+        before = await seats_on_hold()
+        booking_id = new_id()
+        people = (Attendee("A"), Attendee("B"), Attendee("C"))
+        gateway = api.runtime.gateway
+        (held,) = await gateway.execute(event_id, [Hold("h-gauge", booking_id, order_id, account, people, 60)])
+        assert held.ok
+        assert await seats_on_hold() == before + 3
+        (released,) = await gateway.execute(event_id, [Release("r-gauge", booking_id)])
+        assert released.ok
+        assert await seats_on_hold() == before
 
 
 async def test_actor_expires_holds_on_time(sqlite_url: str, ray_session: None, tmp_path: Path) -> None:
