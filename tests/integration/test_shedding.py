@@ -20,7 +20,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
 from sqlalchemy import func, select
 
 from reservation.domain.ids import order_id_for_key
@@ -36,13 +35,13 @@ SHED = ("reservation_shed_total", (("kind", "overloaded"),))
 DEPTH = ("reservation_actor_queue_depth", ())
 
 
-async def _rush(api: Api, tag: str) -> tuple[str, list[dict[str, str]], list[httpx.Response]]:
-    """A fresh event with room for every request, rushed with REQUESTS keyed orders."""
+async def _event_and_buyers(api: Api) -> tuple[str, list[dict[str, str]]]:
+    """A fresh event with room for every request of a rush (its actor started), and buyers."""
     host = await api.register("host")
     buyers = await register_customers(api, BUYERS)
     event_id = (await api.create_event(host, capacity=REQUESTS))["id"]
     await activate(api, [event_id])
-    return event_id, buyers, await rush(api, [event_id], buyers, REQUESTS, tag)
+    return event_id, buyers
 
 
 def _stored_orders(url: str, order_ids: list[str]) -> int:
@@ -55,7 +54,8 @@ async def test_a_full_queue_answers_503_overloaded_and_books_nothing_for_it(
 ) -> None:
     async with open_api(sqlite_url, tmp_path, max_queue_per_event=QUEUE, calls_in_flight=1) as api:
         before = metric_samples((await api.client.get("/metrics")).text)
-        event_id, buyers, answers = await _rush(api, "peak")
+        event_id, buyers = await _event_and_buyers(api)
+        answers = await rush(api, [event_id], buyers, REQUESTS, "peak")
 
         shed = [n for n, r in enumerate(answers) if r.status_code == 503]
         booked = [r for r in answers if r.status_code == 201]
@@ -85,7 +85,8 @@ async def test_negative_control_the_same_rush_with_the_default_bound_sheds_nothi
 ) -> None:
     async with open_api(sqlite_url, tmp_path, calls_in_flight=1) as api:
         assert api.runtime.settings.max_queue_per_event >= REQUESTS
-        event_id, _, answers = await _rush(api, "calm")
+        event_id, buyers = await _event_and_buyers(api)
+        answers = await rush(api, [event_id], buyers, REQUESTS, "calm")
         assert summary(answers) == {(201, ""): REQUESTS}, summary(answers)
         assert_store_consistent(
             sqlite_url, event_id, expected_sold=REQUESTS, expected_held=0, confirmed_ids=booking_ids(answers, event_id)
@@ -97,10 +98,7 @@ async def test_the_queue_depth_gauge_counts_the_commands_waiting_for_the_actor(
 ) -> None:
     # One call of at most 5 commands in flight: the rest of the rush waits in the queue.
     async with open_api(sqlite_url, tmp_path, calls_in_flight=1, max_batch=5) as api:
-        host = await api.register("host")
-        buyers = await register_customers(api, BUYERS)
-        event_id = (await api.create_event(host, capacity=REQUESTS))["id"]
-        await activate(api, [event_id])
+        event_id, buyers = await _event_and_buyers(api)
         rushing = asyncio.ensure_future(rush(api, [event_id], buyers, REQUESTS, "queued"))
         deadline = time.monotonic() + 30
         while api.runtime.gateway.queue_depth() < REQUESTS // 2 and not rushing.done():
