@@ -96,8 +96,9 @@ async def test_negative_control_the_same_rush_with_the_default_bound_sheds_nothi
 async def test_the_queue_depth_gauge_counts_the_commands_waiting_for_the_actor(
     sqlite_url: str, ray_session: None, tmp_path: Path
 ) -> None:
-    # One call of at most 5 commands in flight: the rest of the rush waits in the queue.
-    async with open_api(sqlite_url, tmp_path, calls_in_flight=1, max_batch=5) as api:
+    # One command in flight at a time, each its own commit: the rush arrives far faster
+    # than that drains, and the rest of it waits in the queue.
+    async with open_api(sqlite_url, tmp_path, calls_in_flight=1, max_batch=1) as api:
         event_id, buyers = await _event_and_buyers(api)
         rushing = asyncio.ensure_future(rush(api, [event_id], buyers, REQUESTS, "queued"))
         deadline = time.monotonic() + 30
