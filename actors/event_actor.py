@@ -60,6 +60,9 @@ FREEZE_EVERY_S = 1.0
 FULL_GC_EVERY_S = 900.0
 # Group commits in flight at once (see _run).
 PIPELINE_DEPTH = 2
+# How often an actor idle past ``idle_when_full_s`` asks Ray whether the cluster has
+# room for another event actor (see _should_stop).
+ROOM_CHECK_S = 5.0
 
 
 @dataclass
@@ -142,11 +145,16 @@ class EventActor:
         *,
         max_batch: int = 2000,
         idle_s: float = 900.0,
+        idle_when_full_s: float = 60.0,
+        room_bytes: int = 0,
     ) -> None:
         self.event_id = event_id
         self._database_url = database_url
         self._max_batch = max_batch
         self._idle_s = idle_s
+        # The Ray memory one event actor reserves (0: none, and no early stop).
+        self._room_bytes = room_bytes
+        self._idle_when_full_s = min(idle_when_full_s, idle_s)
         self._queue: list[_Pending] = []
         self._claim: Claim | None = None
         self._store: InventoryStore | None = None
@@ -296,6 +304,10 @@ class EventActor:
 
     def _sleep_for(self) -> float:
         wait = self._idle_s
+        if self._room_bytes:
+            # From idle_when_full_s on, wake now and then to look at the cluster's room.
+            until = self._idle_when_full_s - (time.monotonic() - self._last_command)
+            wait = min(wait, until if until > 0 else min(ROOM_CHECK_S, self._idle_when_full_s))
         if self._claim is not None:
             nxt = self._claim.inventory.next_expiry()
             if nxt is not None:
@@ -544,10 +556,26 @@ class EventActor:
             return True
         if self._queue or self._closing:
             return self._closing and not self._queue
-        if time.monotonic() - self._last_command < self._idle_s:
+        idle = time.monotonic() - self._last_command
+        if idle < self._idle_when_full_s:
             return False
         # Open holds need this actor to expire them on time.
-        return self._claim is None or self._claim.inventory.held == 0
+        if self._claim is not None and self._claim.inventory.held:
+            return False
+        return idle >= self._idle_s or self._cluster_full()
+
+    def _cluster_full(self) -> bool:
+        """Whether no node has room for one more event actor: then an idle one gives its
+        room up, and an actor waiting for room (pending in Ray) can start."""
+        if not self._room_bytes:
+            return False
+        try:
+            import ray
+
+            free = ray.available_resources().get("memory", 0.0)
+        except Exception:  # not running under Ray, or the GCS did not answer: stay
+            return False
+        return bool(free < self._room_bytes)
 
     async def _stop(self) -> None:
         """Leave the cluster for good; the next command for this event starts a new actor."""

@@ -11,6 +11,15 @@ Calls travel over each actor's own channel (``actors.channel``) by default, or a
 actor calls with ``transport="ray"``. Either way Ray finds, starts and restarts the
 actors, and a call that meets a dead actor or a broken connection is sent again to
 its successor: commands are idempotent by id.
+
+Each event actor is a process, so a node runs only as many as its memory holds. An
+actor reserves ``actor_memory_bytes`` of Ray's ``memory`` resource; when no node has
+that much left, Ray keeps the new actor pending (an autoscaling cluster adds a node
+for it) and the request is answered 503 ``unavailable`` with Retry-After once the call
+timeout passes, while the running events carry on. Meanwhile every actor that has been
+idle for ``idle_when_full_s`` stops and gives its room up (``EventActor``). Without
+the bound, a node asked for more events than it can hold starts actor processes
+until it runs out of CPU and memory.
 """
 
 from __future__ import annotations
@@ -60,6 +69,10 @@ class GatewayConfig:
     transport: str = "direct"
     call_timeout_s: float = 10.0
     idle_s: float = 900.0
+    # Ray memory each event actor reserves (0: none): what bounds the event actors a
+    # node runs. Actors that find no room wait, pending, until another stops.
+    actor_memory_bytes: int = 0
+    idle_when_full_s: float = 60.0
     retry_after_s: int = 1
 
 
@@ -180,7 +193,16 @@ class InventoryGateway:
 
     async def _open(self, event_id: str) -> Channel:
         handle = await self._handle(event_id)
-        endpoint = await asyncio.wait_for(handle.endpoint.remote(), self.config.call_timeout_s)
+        try:
+            endpoint = await asyncio.wait_for(handle.endpoint.remote(), self.config.call_timeout_s)
+        except (TimeoutError, GetTimeoutError) as exc:
+            # Starting: slow on a busy node, or waiting for room (see GatewayConfig).
+            # The start goes on in Ray; a retry finds the actor once it is up.
+            raise Unavailable(
+                "the event's actor has not started yet (the cluster may have no room for "
+                "another active event); retry with the same Idempotency-Key",
+                retry_after=self.config.retry_after_s,
+            ) from exc
         channel = self._channels[event_id] = await Channel.open(endpoint)
         return channel
 
@@ -193,6 +215,7 @@ class InventoryGateway:
 
     def _get_or_create(self, event_id: str) -> Any:
         cfg = self.config
+        room = {"memory": cfg.actor_memory_bytes} if cfg.actor_memory_bytes else {}
         return self._actor_class.options(
             name=actor_name(event_id),
             namespace=cfg.namespace,
@@ -202,7 +225,15 @@ class InventoryGateway:
             max_task_retries=0,
             max_concurrency=100_000,
             num_cpus=0,
-        ).remote(event_id, cfg.database_url, max_batch=cfg.max_batch, idle_s=cfg.idle_s)
+            **room,
+        ).remote(
+            event_id,
+            cfg.database_url,
+            max_batch=cfg.max_batch,
+            idle_s=cfg.idle_s,
+            idle_when_full_s=cfg.idle_when_full_s,
+            room_bytes=cfg.actor_memory_bytes,
+        )
 
     async def state(self, event_id: str) -> dict[str, Any]:
         handle = await self._handle(event_id)

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     actor_transport: Literal["direct", "ray"] = "direct"
     actor_call_timeout_s: float = Field(default=10.0, gt=0)
     actor_idle_s: float = Field(default=900.0, gt=0)
+    # Ray memory each event actor reserves, in MiB: a node runs at most its memory
+    # resource / this many event actors, and the rest wait for room (0: no reservation).
+    actor_memory_mb: int = Field(default=200, ge=0)
+    # While the cluster has no room for another event actor, an actor idle this long
+    # (and holding no open holds) stops early, making room for one that waits.
+    actor_idle_when_full_s: float = Field(default=60.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
 
     max_items_per_order: int = Field(default=10, ge=1, le=100)

@@ -103,6 +103,8 @@ class Runtime:
                 transport=settings.actor_transport,
                 call_timeout_s=settings.actor_call_timeout_s,
                 idle_s=settings.actor_idle_s,
+                actor_memory_bytes=settings.actor_memory_mb * 1024 * 1024,
+                idle_when_full_s=settings.actor_idle_when_full_s,
                 retry_after_s=settings.retry_after_s,
             ),
             actor_class=actor_class,

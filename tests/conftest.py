@@ -130,6 +130,9 @@ def make_settings(url: str, tmp: Path, **overrides: Any) -> Settings:
         "secret_key": "test-secret-" + "x" * 32,
         "ray_namespace": NAMESPACE,
         "actor_idle_s": 60.0,
+        # The in-process front ends share one Ray all session: their actors reserve no
+        # room, so that no test waits for another's; tests of the room set it.
+        "actor_memory_mb": 0,
         "db_pool_size": 5,
         **overrides,
     }

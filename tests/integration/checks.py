@@ -175,6 +175,12 @@ def assert_store_consistent(
     return snap
 
 
+def stored_orders(url: str, order_ids: list[str]) -> int:
+    """How many of these orders have a row in the store."""
+    with sync_engine(url) as engine, engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(orders.c.id.in_(order_ids))).scalar_one())
+
+
 def live_bookings_of_order(url: str, order_id: str) -> list[tuple[str, str, str]]:
     """(booking id, event id, status) of the order's HELD or CONFIRMED bookings in the store."""
     with sync_engine(url) as engine, engine.connect() as conn:

@@ -20,12 +20,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from reservation.domain.ids import order_id_for_key
-from reservation.store.schema import orders
 from tests.conftest import Api, assert_problem, metric_samples, open_api
-from tests.integration.checks import assert_store_consistent, sync_engine
+from tests.integration.checks import assert_store_consistent, stored_orders
 from tests.integration.rush import activate, booking_ids, register_customers, rush, summary
 
 QUEUE = 4
@@ -42,11 +39,6 @@ async def _event_and_buyers(api: Api) -> tuple[str, list[dict[str, str]]]:
     event_id = (await api.create_event(host, capacity=REQUESTS))["id"]
     await activate(api, [event_id])
     return event_id, buyers
-
-
-def _stored_orders(url: str, order_ids: list[str]) -> int:
-    with sync_engine(url) as engine, engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(orders.c.id.in_(order_ids))).scalar_one())
 
 
 async def test_a_full_queue_answers_503_overloaded_and_books_nothing_for_it(
@@ -68,14 +60,14 @@ async def test_a_full_queue_answers_503_overloaded_and_books_nothing_for_it(
 
         # A shed order left nothing: no order row, no seat.
         shed_orders = [order_id_for_key(buyers[n % BUYERS]["X-Account"], f"peak-{n}") for n in shed]
-        assert _stored_orders(sqlite_url, shed_orders) == 0
+        assert stored_orders(sqlite_url, shed_orders) == 0
         first = booking_ids(booked, event_id)
         assert_store_consistent(sqlite_url, event_id, expected_sold=len(booked), expected_held=0, confirmed_ids=first)
 
         # Sent again with the same keys, one at a time (nothing queues), each is booked once.
         again = [await api.book(buyers[n % BUYERS], [event_id], key=f"peak-{n}") for n in shed]
         assert summary(again) == {(201, ""): len(shed)}, summary(again)
-        assert _stored_orders(sqlite_url, shed_orders) == len(shed)
+        assert stored_orders(sqlite_url, shed_orders) == len(shed)
         every = first + booking_ids(again, event_id)
         assert_store_consistent(sqlite_url, event_id, expected_sold=REQUESTS, expected_held=0, confirmed_ids=every)
 
