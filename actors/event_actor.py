@@ -280,7 +280,7 @@ class EventActor:
                 flight = None
             if flight is not None:
                 flights.append(flight)
-            if self._should_stop():
+            if await self._should_stop():
                 await self._land(flights)
                 await self._stop()
                 return
@@ -551,7 +551,7 @@ class EventActor:
 
     # ------------------------------------------------------------ idling
 
-    def _should_stop(self) -> bool:
+    async def _should_stop(self) -> bool:
         if self._missing:
             return True
         if self._queue or self._closing:
@@ -562,17 +562,26 @@ class EventActor:
         # Open holds need this actor to expire them on time.
         if self._claim is not None and self._claim.inventory.held:
             return False
-        return idle >= self._idle_s or self._cluster_full()
+        if idle >= self._idle_s:
+            return True
+        if not await self._cluster_full():
+            return False
+        # Commands may have come in while Ray was asked: then this actor is not idle.
+        return not self._queue and time.monotonic() - self._last_command >= self._idle_when_full_s
 
-    def _cluster_full(self) -> bool:
+    async def _cluster_full(self) -> bool:
         """Whether no node has room for one more event actor: then an idle one gives its
-        room up, and an actor waiting for room (pending in Ray) can start."""
+        room up, and an actor waiting for room (pending in Ray) can start.
+
+        Asked off the loop and briefly: a command that arrives meanwhile is not held up.
+        """
         if not self._room_bytes:
             return False
         try:
             import ray
 
-            free = ray.available_resources().get("memory", 0.0)
+            resources = await asyncio.wait_for(asyncio.to_thread(ray.available_resources), ROOM_CHECK_S)
+            free = resources.get("memory", 0.0)
         except Exception:  # not running under Ray, or the GCS did not answer: stay
             return False
         return bool(free < self._room_bytes)
