@@ -41,8 +41,18 @@ def _share_for(actors: int) -> int:
 
 
 def _alive(event_id: str) -> bool:
-    names = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    return actor_name(event_id) in names
+    """Whether the event's actor holds its name (running, or pending for room)."""
+    try:
+        ray.get_actor(actor_name(event_id), namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
+def _stop_actors(event_ids: list[str]) -> None:
+    for event_id in event_ids:
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE))
 
 
 @contextlib.asynccontextmanager
@@ -123,9 +133,7 @@ async def test_an_event_beyond_the_room_waits_until_idle_actors_give_theirs_up(
                 confirmed_ids=[i["id"] for i in booked.json()["items"]],
             )
         finally:
-            for event_id in (first, second, third):
-                with contextlib.suppress(ValueError):
-                    ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE))
+            _stop_actors([first, second, third])
 
 
 async def test_without_a_reservation_the_third_event_books_at_once(
@@ -145,6 +153,4 @@ async def test_without_a_reservation_the_third_event_books_at_once(
             assert r.status_code == 201, r.text
             assert busy and set(busy) == {201}, busy
         finally:
-            for event_id in (first, second, third):
-                with contextlib.suppress(ValueError):
-                    ray.kill(ray.get_actor(actor_name(event_id), namespace=NAMESPACE))
+            _stop_actors([first, second, third])
