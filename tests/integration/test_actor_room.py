@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import ray
 
+from actors.event_actor import free_memory_per_node
 from actors.gateway import actor_name
 from reservation.domain.ids import order_id_for_key
 from tests.conftest import NAMESPACE, Api, account, assert_problem, open_api
@@ -154,3 +155,13 @@ async def test_without_a_reservation_the_third_event_books_at_once(
             assert busy and set(busy) == {201}, busy
         finally:
             _stop_actors([first, second, third])
+
+
+def test_room_is_read_per_node(ray_session: None) -> None:
+    """An actor fits on one node: the room check reads each live node's free memory,
+    not the cluster's sum."""
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    free = free_memory_per_node()
+    assert len(free) == len(nodes) >= 1
+    biggest = max(n["Resources"].get("memory", 0.0) for n in nodes)
+    assert all(0 < room <= biggest for room in free)
