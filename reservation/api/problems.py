@@ -30,12 +30,20 @@ _HTTP_KINDS = {
 
 
 def problem(
-    status: int, kind: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    *,
+    shed: bool = True,
+    **extra: Any,
 ) -> Response:
     """A problem answer. Every 503 the server gives is made here, and counted here as a
     request shed, by its kind: ``overloaded`` (an event's queue was full),
-    ``store-unavailable``, ``unavailable``."""
-    if status == 503:
+    ``store-unavailable``, ``unavailable``. A probe's answer (``shed=False``) sheds no
+    request and is not counted."""
+    if status == 503 and shed:
         metrics.counter(metrics.SHED, kind).inc()
     body = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail, **extra}
     return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)

@@ -132,8 +132,14 @@ async def test_store_down_answers_503_fast(ray_session: None, tmp_path: Path) ->
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["type"] == "/problems/store-unavailable"
         assert int(r.headers["Retry-After"]) >= 1
+        before = metric_samples((await api.client.get("/metrics")).text)
         ready = await api.client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["store"].startswith("failed")
+        # The probe's 503 sheds no request; the refused registration did.
+        after = metric_samples((await api.client.get("/metrics")).text)
+        shed = "reservation_shed_total"
+        assert after.get((shed, (("kind", "unavailable"),)), 0) == before.get((shed, (("kind", "unavailable"),)), 0)
+        assert after[(shed, (("kind", "store-unavailable"),))] >= 1
         assert time.monotonic() - started < 15
     gw = _gateway(dead)
     (outcome,) = await gw.execute(new_id(), [Configure("c", capacity=1)])

@@ -40,7 +40,9 @@ async def readyz(rt: RuntimeDep) -> dict[str, Any] | Response:
         checks["ray"] = f"failed: {type(exc).__name__}"
     if all(v == "ok" for v in checks.values()):
         return {"status": "ready", "checks": checks}
-    return problem(503, "unavailable", "Not ready", "a dependency is down", {"Retry-After": "1"}, checks=checks)
+    return problem(
+        503, "unavailable", "Not ready", "a dependency is down", {"Retry-After": "1"}, shed=False, checks=checks
+    )
 
 
 @router.get("/metrics", include_in_schema=False)
