@@ -68,7 +68,7 @@ from typing import IO, Any
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import Engine, make_url
 
-from bench.cpu import CpuMeter, database_pids, per_unit_us, proc_stat, server_groups
+from bench.cpu import CpuMeter, database_pids, per_unit_us, proc_stat, server_groups, stolen_pct
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK_DIR = ROOT / "bench" / "wrk"
@@ -692,6 +692,8 @@ class WrkRun:
     # CPU seconds over the load phase: wrk, and the target's processes ("server",
     # "database") when they are known.
     cpu: dict[str, float]
+    # The machine's CPU seconds over the load phase: (stolen by the hypervisor, all).
+    machine: tuple[float, float] = (0.0, 0.0)
 
 
 def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
@@ -730,6 +732,7 @@ def merge_runs(runs: Sequence[WrkRun]) -> WrkRun:
         sum(run.cpu_s for run in runs),
         sum(run.wall_s for run in runs),
         dict(cpu),
+        (sum(run.machine[0] for run in runs), sum(run.machine[1] for run in runs)),
     )
 
 
@@ -849,7 +852,7 @@ class Bench:
             raise BenchError(f"wrk gave no report for {name} (exit {proc.returncode}):\n{output[-3000:]}")
         report: dict[str, Any] = json.loads(line[len(BENCH_JSON) :])
         cpu = meter.seconds()
-        return WrkRun(report, seconds, cpu.get("wrk", 0.0), wall, cpu)
+        return WrkRun(report, seconds, cpu.get("wrk", 0.0), wall, cpu, meter.machine)
 
     def row(self, target: Target, url: str, run: WrkRun, warm: WrkRun | None) -> dict[str, Any]:
         rep = run.report
@@ -880,6 +883,7 @@ class Bench:
             "socket_errors": socket_errors,
             "unanswered": int(rep["sent"]) - int(rep["answered"]),
             "cpu_us_per_request": per_unit_us(run.cpu, int(rep["requests"])),
+            "stolen_pct": stolen_pct(*run.machine),
             "load_generator": {
                 "cpu_s": run.cpu_s,
                 "wall_s": run.wall_s,
@@ -1195,6 +1199,7 @@ class Bench:
             "errors": int(result["errors"]),
             "mean_batch": float(result["mean_batch"]),
             "cpu_us_per_booking": result.get("cpu_us_per_booking"),
+            "stolen_pct": result.get("stolen_pct"),
             "load_generator": None,
             "wall_s": wall,
             "engine": result,
@@ -1319,11 +1324,13 @@ def cpu_table(result: dict[str, Any]) -> list[str]:
     out = [
         f"CPU per request (per committed booking for the engine rows), µs, from /proc over the measured phase "
         "(the server's processes by role: its HTTP front ends, Ray's event actors, the rest of Ray); "
-        f"the last columns: what {cores} cores allow at that cost, and the measured rate's share of it.",
+        f"then what {cores} cores allow at that cost, the measured rate's share of it, and the share of the "
+        "machine's CPU time the hypervisor gave to others meanwhile (steal, from /proc/stat: the more, the "
+        "slower every figure of that phase).",
         "",
         "| target | front ends | actors | Ray, other | database | load generator (engine: callers) | total "
-        "| allows /s | measured |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| allows /s | measured | stolen |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     found = False
     for target in TARGETS:
@@ -1342,9 +1349,13 @@ def cpu_table(result: dict[str, Any]) -> list[str]:
             f"| {target.label} | {part('front ends')} | {part('actors', 'actor')} | {part('ray')} "
             f"| {part('database')} | "
             f"{part('wrk', 'callers', 'sender')} | {cpu['total']:,.1f} | {allows:,.0f} | "
-            f"{row['requests_per_s'] / allows:.2f} |"
+            f"{row['requests_per_s'] / allows:.2f} | {_pct(row.get('stolen_pct'))} |"
         )
     return out if found else []
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}%"
 
 
 def draw_chart(result: dict[str, Any], path: Path) -> None:

@@ -33,6 +33,24 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_times() -> tuple[float, float]:
+    """(stolen, all) CPU seconds of the whole machine since boot, summed over its CPUs
+    (/proc/stat). ``stolen`` is time the hypervisor gave this machine's CPUs to someone
+    else while they had work: on a shared virtual machine, the cause of most of its
+    drift in speed."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    ticks = [int(v) for v in fields[1:9]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return ticks[7] / hz, sum(ticks) / hz
+
+
+def stolen_pct(stolen_s: float, all_s: float) -> float | None:
+    """The hypervisor's share of a window's CPU time, in percent (None for no window)."""
+    return 100.0 * stolen_s / all_s if all_s > 0 else None
+
+
 def database_pids() -> list[int]:
     """The MariaDB/MySQL server processes on this machine (none when it runs elsewhere)."""
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and comm(int(e)) in ("mariadbd", "mysqld")]
@@ -72,6 +90,9 @@ class CpuMeter:
         self.groups = {name: list(pids) for name, pids in groups.items() if pids}
         self.start = self._read()
         self.end: dict[int, float] | None = None
+        self._machine = machine_times()
+        # The machine's (stolen, all) CPU seconds over the window, once it ends.
+        self.machine = (0.0, 0.0)
 
     def _read(self) -> dict[int, float]:
         return {pid: used for pids in self.groups.values() for pid in pids if (used := cpu_s(pid)) is not None}
@@ -80,6 +101,8 @@ class CpuMeter:
         """End the window now (``per_unit_us`` ends it if this was not called)."""
         now = self._read()
         self.end = {pid: now.get(pid, used) for pid, used in self.start.items()}
+        stolen, total = machine_times()
+        self.machine = (stolen - self._machine[0], total - self._machine[1])
 
     def seconds(self) -> dict[str, float]:
         """CPU seconds each group used in the window."""
@@ -93,6 +116,12 @@ class CpuMeter:
 
     def per_unit_us(self, units: int) -> dict[str, float]:
         return per_unit_us(self.seconds(), units)
+
+    def stolen_pct(self) -> float | None:
+        """The hypervisor's share of the machine's CPU time over the window, in percent."""
+        if self.end is None:
+            self.stop()
+        return stolen_pct(*self.machine)
 
 
 def per_unit_us(seconds: dict[str, float], units: int) -> dict[str, float]:

@@ -242,6 +242,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     elapsed = time.perf_counter() - started
     return {
         "cpu_us_per_booking": meter.per_unit_us(booked),
+        "stolen_pct": meter.stolen_pct(),
         "bookings_per_s": booked / elapsed,
         **_latency_ms(latencies),
         "errors": errors,
@@ -283,6 +284,7 @@ def run(
         meter = CpuMeter({"actor": [actor_pid], "callers": [os.getpid()], "database": database_pids()})
         result = asyncio.run(_drive(actor, host, seconds, width, size, endpoint))
         result["cpu_us_per_booking"] = meter.per_unit_us(result["bookings"])
+        result["stolen_pct"] = meter.stolen_pct()
         state = ray.get(actor.state.remote())
         result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size, transport=transport,
                       actor_sold=state["sold"], event_id=event)

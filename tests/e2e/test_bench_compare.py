@@ -51,6 +51,8 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert row is not None, f"{key} missing: {data['missing'].get(key)}"
         assert row["requests_per_s"] > 0, row
         assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"], row
+        # The hypervisor's share of the machine's time while the target was measured.
+        assert 0 <= row["stolen_pct"] <= 100, row
     for key in ("ours_bookings_mariadb", "ours_bookings_sqlite", "baseline_bookings_mariadb"):
         row = data["targets"][key]
         assert row["status_counts"].get("201", 0) == row["ok"] > 0, row
@@ -86,3 +88,4 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
     (chart,) = tmp_path.glob("compare-*.png")
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target |" in result.stdout
+    assert "| measured | stolen |" in result.stdout

@@ -13,7 +13,7 @@ from bench.compare import PERCENTILES, WrkRun, merge_runs
 samples = st.lists(st.integers(min_value=30, max_value=2_000_000), min_size=1, max_size=400)
 
 
-def _run(latencies_us: list[int], status: str, cpu: dict[str, float]) -> WrkRun:
+def _run(latencies_us: list[int], status: str, cpu: dict[str, float], stolen_s: float = 0.0) -> WrkRun:
     """A run as bench/wrk/common.lua reports it: counts and every latency with its count."""
     hist = Counter(latencies_us)
     values = sorted(hist)
@@ -30,7 +30,7 @@ def _run(latencies_us: list[int], status: str, cpu: dict[str, float]) -> WrkRun:
         "latency_ms": {"percentiles": {p: -1.0 for p in PERCENTILES}, "min": -1.0, "max": -1.0},
         "latency_us": {"values": values, "counts": [hist[v] for v in values]},
     }
-    return WrkRun(report, 5.0, cpu.get("wrk", 0.0), 5.5, cpu)
+    return WrkRun(report, 5.0, cpu.get("wrk", 0.0), 5.5, cpu, (stolen_s, 11.0))
 
 
 def _percentile_ms(pooled: list[int], p: str) -> float:
@@ -44,7 +44,7 @@ def _percentile_ms(pooled: list[int], p: str) -> float:
 @given(st.lists(samples, min_size=2, max_size=5))
 def test_rounds_merge_into_the_run_of_all_their_requests(rounds: list[list[int]]) -> None:
     runs = [
-        _run(latencies, "200" if i % 2 == 0 else "503", {"wrk": 0.5, "front ends": 1.0 + i})
+        _run(latencies, "200" if i % 2 == 0 else "503", {"wrk": 0.5, "front ends": 1.0 + i}, stolen_s=0.25 * i)
         for i, latencies in enumerate(rounds)
     ]
     merged = merge_runs(runs)
@@ -60,6 +60,7 @@ def test_rounds_merge_into_the_run_of_all_their_requests(rounds: list[list[int]]
     assert merged.wall_s == 5.5 * len(rounds)
     assert merged.cpu_s == 0.5 * len(rounds)
     assert merged.cpu["front ends"] == sum(1.0 + i for i in range(len(rounds)))
+    assert merged.machine == (sum(0.25 * i for i in range(len(rounds))), 11.0 * len(rounds))
 
     lat = rep["latency_ms"]
     for p in PERCENTILES:
