@@ -1325,8 +1325,8 @@ def cpu_table(result: dict[str, Any]) -> list[str]:
         f"CPU per request (per committed booking for the engine rows), µs, from /proc over the measured phase "
         "(the server's processes by role: its HTTP front ends, Ray's event actors, the rest of Ray); "
         f"then what {cores} cores allow at that cost, the measured rate's share of it, and the share of the "
-        "machine's CPU time the hypervisor gave to others meanwhile (steal, from /proc/stat: the more, the "
-        "slower every figure of that phase).",
+        "machine's CPU time stolen meanwhile (/proc/stat's steal: time its virtual CPUs had work and the "
+        "hypervisor did not run them; the more, the slower every figure of that phase).",
         "",
         "| target | front ends | actors | Ray, other | database | load generator (engine: callers) | total "
         "| allows /s | measured | stolen |",

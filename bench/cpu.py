@@ -35,9 +35,8 @@ def cpu_s(pid: int) -> float | None:
 
 def machine_times() -> tuple[float, float]:
     """(stolen, all) CPU seconds of the whole machine since boot, summed over its CPUs
-    (/proc/stat). ``stolen`` is time the hypervisor gave this machine's CPUs to someone
-    else while they had work: on a shared virtual machine, the cause of most of its
-    drift in speed."""
+    (/proc/stat). ``stolen`` is time this virtual machine's CPUs had work and the
+    hypervisor did not run them: on a shared host, one visible cause of drift in speed."""
     with open("/proc/stat") as stat:
         fields = stat.readline().split()
     # user nice system idle iowait irq softirq steal (guest time is inside user)
