@@ -594,7 +594,8 @@ class EventActor:
         except Exception:  # not running under Ray, or the GCS did not answer: stay
             return False
         # An actor lives on one node: room summed over nodes that each lack it is none.
-        return all(room < self._room_bytes for room in free)
+        # No figures at all say nothing about the room: stay.
+        return bool(free) and all(room < self._room_bytes for room in free)
 
     async def _stop(self) -> None:
         """Leave the cluster for good; the next command for this event starts a new actor."""

@@ -46,7 +46,7 @@ def machine_times() -> tuple[float, float]:
 
 
 def stolen_pct(stolen_s: float, all_s: float) -> float | None:
-    """The hypervisor's share of a window's CPU time, in percent (None for no window)."""
+    """The stolen share of a window's CPU time, in percent (None for no window)."""
     return 100.0 * stolen_s / all_s if all_s > 0 else None
 
 
@@ -117,7 +117,7 @@ class CpuMeter:
         return per_unit_us(self.seconds(), units)
 
     def stolen_pct(self) -> float | None:
-        """The hypervisor's share of the machine's CPU time over the window, in percent."""
+        """The stolen share of the machine's CPU time over the window, in percent."""
         if self.end is None:
             self.stop()
         return stolen_pct(*self.machine)
