@@ -471,11 +471,13 @@ class EventActor:
         """Load bookings and orders the batch refers to that memory does not hold.
 
         A command for a booking that a hold of this same batch creates needs nothing.
-        Keyed new orders are looked up only when ``orders`` is set or memory knows their
-        booking: a first attempt writes them optimistically, and a key used before (a
-        replay after a restart, or one that memory let go) makes its insert fail on the
-        unique id key, after which the batch runs again with the lookup. New keys, nearly
-        every order, cost no read.
+        New orders are looked up only when ``orders`` is set, or when memory knows the
+        booking of a keyed one: a first attempt writes them optimistically, and an order
+        id used before makes its insert fail on the unique id key, after which the batch
+        runs again with the lookup. New orders, nearly all of them, cost no read. An id
+        is used again by a key's replay after a restart or after memory let it go, and,
+        keyed or not, by a command sent again after its answer was lost (the actor died
+        between the commit and the answer, and the front end resends the same command).
         """
         booking_ids: set[str] = set()
         order_ids: set[str] = set()
@@ -490,12 +492,11 @@ class EventActor:
                 if new is None:
                     if cmd.booking_id not in inv.bookings:
                         booking_ids.add(cmd.booking_id)
-                elif (
-                    new.idempotency_key is not None
-                    and new.order_id not in inv.orders
+                elif new.order_id not in inv.orders and (
+                    orders
                     # A booking memory holds under this id was made by an earlier request
                     # (a multi-event order under the same key): its order decides.
-                    and (orders or cmd.booking_id in inv.bookings)
+                    or (new.idempotency_key is not None and cmd.booking_id in inv.bookings)
                 ):
                     order_ids.add(new.order_id)
         for booking in await tx.load_bookings(booking_ids):

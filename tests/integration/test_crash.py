@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from actors.event_actor import EventActor
 from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder
-from reservation.domain.ids import booking_id_for, order_id_for_key
+from reservation.domain.ids import booking_id_for, new_id, order_id_for_key
 from reservation.store.inventory import Fenced, InventoryStore, Part
 from reservation.store.schema import bookings, events, idempotency_keys, orders
 from tests.conftest import Api, open_api
@@ -334,6 +334,53 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
     )
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 6
+    await first.close()
+    await second.close()
+
+
+async def test_an_unkeyed_order_sent_again_to_a_new_incarnation_books_once(api: Api) -> None:
+    """An order without an Idempotency-Key, committed by an actor that died before it
+    answered, is sent again by the front end, with the same ids, to the actor's next
+    incarnation. Its insert meets its own first attempt's row; the batch runs again with
+    the lookup and the order is answered as booked, once. A new order in the same batch
+    is booked too (a failed batch would have refused it with the other)."""
+    host = await api.register("host")
+    customer = await api.register("customer")
+    account = customer["X-Account"]
+    event_id = (await api.create_event(host, capacity=10))["id"]
+    url = api.runtime.settings.store_url
+
+    def unkeyed(n: int) -> Hold:
+        order_id = new_id()
+        booking_id = booking_id_for(order_id, event_id)
+        return Hold(
+            command_id=f"hold:{booking_id}",
+            booking_id=booking_id,
+            order_id=order_id,
+            account_id=account,
+            attendees=tuple(Attendee(f"Guest {i}") for i in range(n)),
+            ttl_s=600.0,
+            new_order=NewOrder(order_id, account, f"hash-{order_id}", None),
+            confirm=True,
+        )
+
+    first = EventActor(event_id, url)
+    lost, fresh = unkeyed(2), unkeyed(3)
+    (answer,) = (await first.submit([lost])).outcomes
+    assert answer.ok  # committed; say the answer never reached the front end
+
+    second = EventActor(event_id, url)
+    again, new = (await second.submit([lost, fresh])).outcomes
+    assert again.ok and again.replayed, again
+    assert again.booking is not None and again.booking.booking_id == lost.booking_id
+    assert new.ok and not new.replayed, new
+    assert ((await second.state())["sold"], (await second.state())["held"]) == (5, 0)
+
+    snapshot = await store_rows(api, event_id)
+    assert sorted((r.order_id, r.quantity, r.status) for r in snapshot["bookings"]) == sorted(
+        [(lost.order_id, 2, "confirmed"), (fresh.order_id, 3, "confirmed")]
+    )
+    assert_counters_match_rows(snapshot)
     await first.close()
     await second.close()
 
