@@ -223,3 +223,16 @@ def assert_counters_match_rows(snapshot: dict[str, Any]) -> None:
     held = sum(r.quantity for r in rows if r.status == BookingStatus.HELD.value)
     assert (event.sold, event.held) == (sold, held)
     assert event.sold + event.held <= event.capacity
+
+
+def actor_alive(event_id: str, namespace: str) -> bool:
+    """Whether the event's actor holds its name in Ray (running, or pending for room)."""
+    import ray
+
+    from actors.gateway import actor_name
+
+    try:
+        ray.get_actor(actor_name(event_id), namespace=namespace)
+    except ValueError:
+        return False
+    return True

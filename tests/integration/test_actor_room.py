@@ -28,7 +28,7 @@ from actors.event_actor import free_memory_per_node
 from actors.gateway import actor_name
 from reservation.domain.ids import order_id_for_key
 from tests.conftest import NAMESPACE, Api, account, assert_problem, open_api
-from tests.integration.checks import assert_store_consistent, stored_orders
+from tests.integration.checks import actor_alive, assert_store_consistent, stored_orders
 from tests.integration.rush import activate
 
 MIB = 1024 * 1024
@@ -42,12 +42,7 @@ def _share_for(actors: int) -> int:
 
 
 def _alive(event_id: str) -> bool:
-    """Whether the event's actor holds its name (running, or pending for room)."""
-    try:
-        ray.get_actor(actor_name(event_id), namespace=NAMESPACE)
-    except ValueError:
-        return False
-    return True
+    return actor_alive(event_id, NAMESPACE)
 
 
 def _stop_actors(event_ids: list[str]) -> None:

@@ -102,15 +102,9 @@ async def _node_of(event_id: str) -> str:
 
 
 def _alive(event_id: str) -> bool:
-    import ray
+    from tests.integration.checks import actor_alive
 
-    from actors.gateway import actor_name
-
-    try:
-        ray.get_actor(actor_name(event_id), namespace=NAMESPACE)
-    except ValueError:
-        return False
-    return True
+    return actor_alive(event_id, NAMESPACE)
 
 
 def room_scenario(node_mb: int, data_dir: str) -> dict[str, Any]:

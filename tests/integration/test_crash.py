@@ -192,19 +192,25 @@ async def test_actor_process_killed_mid_stream(api_by_transport: Api) -> None:
     assert (state["sold"], state["held"]) == (again["event"].sold, again["event"].held)
 
 
-def _hold_and_confirm(account_id: str, event_id: str, key: str, n: int) -> tuple[Hold, Confirm, str]:
-    order_id = order_id_for_key(account_id, key)
+def _order_hold(account_id: str, event_id: str, order_id: str, n: int, key: str | None, confirm: bool = False) -> Hold:
+    """The hold of a new one-event order of ``n`` attendees, as a front end builds it."""
     booking_id = booking_id_for(order_id, event_id)
-    hold = Hold(
+    return Hold(
         command_id=f"hold:{booking_id}",
         booking_id=booking_id,
         order_id=order_id,
         account_id=account_id,
         attendees=tuple(Attendee(f"Guest {i}") for i in range(n)),
         ttl_s=600.0,
-        new_order=NewOrder(order_id, account_id, "hash-" + key, key),
+        new_order=NewOrder(order_id, account_id, f"hash-{key or order_id}", key),
+        confirm=confirm,
     )
-    return hold, Confirm(f"confirm:{booking_id}", booking_id), order_id
+
+
+def _hold_and_confirm(account_id: str, event_id: str, key: str, n: int) -> tuple[Hold, Confirm, str]:
+    order_id = order_id_for_key(account_id, key)
+    hold = _order_hold(account_id, event_id, order_id, n, key)
+    return hold, Confirm(f"confirm:{hold.booking_id}", hold.booking_id), order_id
 
 
 async def test_superseded_epoch_cannot_write(api: Api) -> None:
@@ -350,22 +356,8 @@ async def test_an_unkeyed_order_sent_again_to_a_new_incarnation_books_once(api: 
     event_id = (await api.create_event(host, capacity=10))["id"]
     url = api.runtime.settings.store_url
 
-    def unkeyed(n: int) -> Hold:
-        order_id = new_id()
-        booking_id = booking_id_for(order_id, event_id)
-        return Hold(
-            command_id=f"hold:{booking_id}",
-            booking_id=booking_id,
-            order_id=order_id,
-            account_id=account,
-            attendees=tuple(Attendee(f"Guest {i}") for i in range(n)),
-            ttl_s=600.0,
-            new_order=NewOrder(order_id, account, f"hash-{order_id}", None),
-            confirm=True,
-        )
-
     first = EventActor(event_id, url)
-    lost, fresh = unkeyed(2), unkeyed(3)
+    lost, fresh = (_order_hold(account, event_id, new_id(), n, None, confirm=True) for n in (2, 3))
     (answer,) = (await first.submit([lost])).outcomes
     assert answer.ok  # committed; say the answer never reached the front end
 
