@@ -301,6 +301,14 @@ async def test_live_actor_fenced_by_a_newer_claim(api: Api) -> None:
     assert (state["sold"], state["held"]) == (snapshot["event"].sold, 0) == (3, 0)
 
 
+async def _customer_and_event(api: Api, capacity: int) -> tuple[str, str, str]:
+    """A customer's account id, a new event of a new host, and the store's URL."""
+    host = await api.register("host")
+    customer = await api.register("customer")
+    event_id = (await api.create_event(host, capacity=capacity))["id"]
+    return customer["X-Account"], event_id, api.runtime.settings.store_url
+
+
 async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> None:
     """A new incarnation writes new keyed orders without reading first; old keys still replay.
 
@@ -309,11 +317,7 @@ async def test_replays_unknown_to_a_new_incarnation_are_recognised(api: Api) -> 
     body, and a new order: the replay's optimistic insert fails on the unique id key, the
     batch runs again with the lookup, and every command is answered as it should be, once.
     """
-    host = await api.register("host")
-    customer = await api.register("customer")
-    account = customer["X-Account"]
-    event_id = (await api.create_event(host, capacity=10))["id"]
-    url = api.runtime.settings.store_url
+    account, event_id, url = await _customer_and_event(api, capacity=10)
     first = EventActor(event_id, url)
     hold_a, confirm_a, order_a = _hold_and_confirm(account, event_id, "a", 2)
     hold_b, confirm_b, _ = _hold_and_confirm(account, event_id, "b", 1)
@@ -350,11 +354,7 @@ async def test_an_unkeyed_order_sent_again_to_a_new_incarnation_books_once(api: 
     incarnation. Its insert meets its own first attempt's row; the batch runs again with
     the lookup and the order is answered as booked, once. A new order in the same batch
     is booked too (a failed batch would have refused it with the other)."""
-    host = await api.register("host")
-    customer = await api.register("customer")
-    account = customer["X-Account"]
-    event_id = (await api.create_event(host, capacity=10))["id"]
-    url = api.runtime.settings.store_url
+    account, event_id, url = await _customer_and_event(api, capacity=10)
 
     first = EventActor(event_id, url)
     lost, fresh = (_order_hold(account, event_id, new_id(), n, None, confirm=True) for n in (2, 3))
