@@ -509,7 +509,7 @@ async def test_settled_batches_are_freed_under_steady_load(mysql_url: str, tmp_p
         account, event_id, actor = await _loaded_actor(api, PipelineCountingActor, 100_000)
 
         async def customer(n: int) -> None:
-            await asyncio.sleep(n * 0.0002)  # a steady stream: commands arrive during commits
+            await asyncio.sleep(n * 0.001)  # a steady stream over a second: commands arrive during commits
             hold, confirm, _ = _hold_and_confirm(account, event_id, f"steady-{n}", 1)
             reply = await actor.submit([hold, confirm])
             assert all(o.ok for o in reply.outcomes)
