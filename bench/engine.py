@@ -264,7 +264,9 @@ def store_ceiling(url: str, *, seconds: float, batch: int) -> dict[str, Any]:
 def run(
     url: str, *, seconds: float, batched: bool, callers: int, call_size: int, warmup: float, transport: str = "direct"
 ) -> dict[str, Any]:
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from reservation.cluster import local_ray_env
+
+    local_ray_env()  # as the server starts its local Ray
     import ray
 
     from actors.gateway import RemoteEventActor

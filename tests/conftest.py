@@ -22,7 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
 
 import ray
 from sqlalchemy import create_engine, text
@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from reservation.api.app import create_app
 from reservation.auth import Principal, Role, issue_token
+from reservation.cluster import local_ray_env
 from reservation.config import Settings
 from reservation.domain.ids import new_id
 from reservation.runtime import Runtime
@@ -52,6 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def ray_session() -> Iterator[None]:
     """One local Ray for the whole test session, bound to 127.0.0.1."""
     if not ray.is_initialized():
+        local_ray_env()  # the session's Ray runs as the server's local one
         ray.init(
             address="local",
             namespace=NAMESPACE,

@@ -36,6 +36,8 @@ from typing import Any
 
 import pytest
 
+from reservation.cluster import LOCAL_RAY_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 SHARE_MB = 200
@@ -260,7 +262,7 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
 
 def _run(tmp_path: Path, scenario: str, *args: object) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
-    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1
+    env.update(LOCAL_RAY_ENV)  # every node on 127.0.0.1, event actors at nice 0
     code = (
         "import json, sys; from tests.integration import test_cluster as t; "
         "print('RESULT ' + json.dumps(getattr(t, sys.argv[1])(*json.loads(sys.argv[2]))))"
