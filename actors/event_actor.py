@@ -63,6 +63,11 @@ PIPELINE_DEPTH = 2
 # How often an actor idle past ``idle_when_full_s`` asks Ray whether the cluster has
 # room for another event actor (see _should_stop).
 ROOM_CHECK_S = 5.0
+# Idle actors may stop, in each window of this many seconds, at most as many as there
+# are actors waiting for room (see take_room_lease). Longer than Ray takes to start a
+# waiting actor in the room one gave up, so that none stops for a wait already served.
+ROOM_LEASE_S = 5.0
+ROOM_KV_NAMESPACE = "reservation-room"
 
 
 def free_memory_per_node() -> list[float]:
@@ -75,6 +80,59 @@ def free_memory_per_node() -> list[float]:
     except ImportError:
         return [ray.available_resources().get("memory", 0.0)]
     return [node.get("memory", 0.0) for node in available_resources_per_node().values()]
+
+
+def waiting_for_room() -> int | None:
+    """How many requests for Ray's ``memory`` resource (event actors waiting for room)
+    Ray keeps pending, as the GCS tells its autoscaler; None when Ray does not say."""
+    try:
+        from ray.autoscaler.v2.sdk import get_cluster_resource_state
+        from ray.experimental.internal_kv import internal_kv_get_gcs_client
+
+        state = get_cluster_resource_state(internal_kv_get_gcs_client())
+    except Exception:
+        return None
+    return sum(
+        int(pending.count)
+        for pending in state.pending_resource_requests
+        if pending.request.resources_bundle.get("memory", 0.0) > 0
+    )
+
+
+def take_room_lease(holder: str, waiting: int, now: float) -> bool:
+    """One of the ``waiting`` leases to stop in the current window, if one is left.
+
+    Idle actors on a full cluster each look at the room on their own, at about the same
+    time and before Ray has placed anything in room given up: without a bound, every one
+    that looked would stop for a single waiting actor. The leases are keys of Ray's
+    key-value store in the GCS, written only if absent, so each goes to one actor.
+    """
+    from ray.experimental import internal_kv
+
+    window = int(now // ROOM_LEASE_S)
+    for slot in range(waiting):
+        if internal_kv._internal_kv_put(f"{window}:{slot}", holder, overwrite=False, namespace=ROOM_KV_NAMESPACE):
+            continue  # taken
+        for key in internal_kv._internal_kv_list("", namespace=ROOM_KV_NAMESPACE):
+            if int(key.split(b":", 1)[0]) < window - 1:  # windows gone by
+                internal_kv._internal_kv_del(key, namespace=ROOM_KV_NAMESPACE)
+        return True
+    return False
+
+
+def give_room(room_bytes: int, holder: str) -> bool:
+    """Whether an idle actor reserving ``room_bytes`` should stop: no node has room for
+    another event actor, one waits for room, and ``holder`` got a lease to stop (blocks
+    on the GCS)."""
+    free = free_memory_per_node()
+    # An actor lives on one node: room summed over nodes that each lack it is none.
+    # No figures at all say nothing about the room: stay.
+    if not free or any(room >= room_bytes for room in free):
+        return False
+    waiting = waiting_for_room()
+    if waiting is None:
+        return True  # Ray does not say who waits: the full cluster alone decides
+    return waiting > 0 and take_room_lease(holder, waiting, time.time())
 
 
 @dataclass
@@ -577,26 +635,23 @@ class EventActor:
             return False
         if idle >= self._idle_s:
             return True
-        if not await self._cluster_full():
+        if not await self._room_wanted():
             return False
         # Commands may have come in while Ray was asked: then this actor is not idle.
         return not self._queue and time.monotonic() - self._last_command >= self._idle_when_full_s
 
-    async def _cluster_full(self) -> bool:
-        """Whether no node has room for one more event actor: then an idle one gives its
-        room up, and an actor waiting for room (pending in Ray) can start.
+    async def _room_wanted(self) -> bool:
+        """Whether this idle actor gives its room up (``give_room``): then an actor waiting
+        for room (pending in Ray) can start.
 
         Asked off the loop and briefly: a command that arrives meanwhile is not held up.
         """
         if not self._room_bytes:
             return False
         try:
-            free = await asyncio.wait_for(asyncio.to_thread(free_memory_per_node), ROOM_CHECK_S)
+            return await asyncio.wait_for(asyncio.to_thread(give_room, self._room_bytes, self.event_id), ROOM_CHECK_S)
         except Exception:  # not running under Ray, or the GCS did not answer: stay
             return False
-        # An actor lives on one node: room summed over nodes that each lack it is none.
-        # No figures at all say nothing about the room: stay.
-        return bool(free) and all(room < self._room_bytes for room in free)
 
     async def _stop(self) -> None:
         """Leave the cluster for good; the next command for this event starts a new actor."""

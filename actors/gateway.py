@@ -16,8 +16,9 @@ Each event actor is a process, so a node runs only as many as its memory holds. 
 actor reserves ``actor_memory_bytes`` of Ray's ``memory`` resource; when no node has
 that much left, Ray keeps the new actor pending (an autoscaling cluster adds a node
 for it) and the request is answered 503 ``unavailable`` with Retry-After once the call
-timeout passes, while the running events carry on. Meanwhile every actor that has been
-idle for ``idle_when_full_s`` stops and gives its room up (``EventActor``). Without
+timeout passes, while the running events carry on. Meanwhile an actor that has been
+idle for ``idle_when_full_s`` stops and gives its room up, one per actor waiting
+(``EventActor``, ``give_room``). Without
 the bound, a node asked for more events than it can hold starts actor processes
 until it runs out of CPU and memory.
 """

@@ -5,9 +5,10 @@ share is set so that two actors fit in the test cluster and a third does not. Wh
 two events are booked without pause, an order on a third event gets 503
 ``unavailable`` with Retry-After once the call timeout passes, and leaves no order
 row; the two running events go on booking meanwhile. Once the two are left idle for
-``actor_idle_when_full_s``, they stop (the cluster is full), the third event's actor
-starts in the room they gave up, and the same order, sent again with its
-Idempotency-Key, is booked once.
+``actor_idle_when_full_s``, one of them stops (the cluster is full and one actor waits
+for room), the third event's actor starts in the room it gave up, and the same order,
+sent again with its Idempotency-Key, is booked once. The other idle actor stays: the
+cluster is full again, but nothing waits.
 
 Negative control: with no reservation (``actor_memory_mb=0``) the third event books
 at once beside the two busy ones, so the wait above comes from the room.
@@ -24,7 +25,13 @@ from pathlib import Path
 import httpx
 import ray
 
-from actors.event_actor import free_memory_per_node
+from actors.event_actor import (
+    ROOM_CHECK_S,
+    ROOM_KV_NAMESPACE,
+    ROOM_LEASE_S,
+    free_memory_per_node,
+    take_room_lease,
+)
 from actors.gateway import actor_name
 from reservation.domain.ids import order_id_for_key
 from tests.conftest import NAMESPACE, Api, account, assert_problem, open_api
@@ -117,7 +124,8 @@ async def test_an_event_beyond_the_room_waits_until_idle_actors_give_theirs_up(
             # Left idle, the two give their room up and the third event's actor starts.
             booked = await _book_until_booked(api, customer, third, key, within_s=90)
             assert booked.status_code == 201, booked.text
-            assert not (_alive(first) and _alive(second))  # room was given up
+            # One waited, so one of the two gave its room up.
+            assert _alive(first) != _alive(second)
             again = await api.book(customer, [third], key=key)
             assert again.status_code == 201 and again.json()["id"] == booked.json()["id"]
             assert stored_orders(sqlite_url, [order_id]) == 1
@@ -128,6 +136,10 @@ async def test_an_event_beyond_the_room_waits_until_idle_actors_give_theirs_up(
                 expected_held=0,
                 confirmed_ids=[i["id"] for i in booked.json()["items"]],
             )
+            # Nothing waits any more: the other stays idle through further room checks,
+            # though the cluster is full again.
+            await asyncio.sleep(2 * ROOM_CHECK_S + 1)
+            assert _alive(first) != _alive(second) and _alive(third)
         finally:
             _stop_actors([first, second, third])
 
@@ -160,3 +172,22 @@ def test_room_is_read_per_node(ray_session: None) -> None:
     assert len(free) == len(nodes) >= 1
     biggest = max(n["Resources"].get("memory", 0.0) for n in nodes)
     assert all(0 < room <= biggest for room in free)
+
+
+def test_leases_to_stop_are_one_per_waiting_actor_and_window(ray_session: None) -> None:
+    """However many idle actors ask at once, a window grants as many stops as actors
+    wait for room, each to one of them; the next window grants again."""
+    now = (time.time() // ROOM_LEASE_S + 1000) * ROOM_LEASE_S  # a window no other test used
+    assert take_room_lease("a", 1, now)
+    assert not take_room_lease("b", 1, now + 1)  # one waits: one lease
+    assert take_room_lease("c", 2, now + 2)  # two wait: a second one
+    assert not take_room_lease("d", 2, now + 3)
+    assert take_room_lease("e", 1, now + ROOM_LEASE_S)  # the next window
+    assert take_room_lease("f", 1, now + 3 * ROOM_LEASE_S)
+    from ray.experimental import internal_kv
+
+    left = sorted(internal_kv._internal_kv_list("", namespace=ROOM_KV_NAMESPACE))
+    window = int(now // ROOM_LEASE_S)
+    # Leases of windows gone by are dropped by the next lease granted.
+    assert not [k for k in left if int(k.split(b":")[0]) in (window, window + 1)], left
+    assert f"{window + 3}:0".encode() in left
