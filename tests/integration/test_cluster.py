@@ -235,7 +235,7 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
                     select(bookings.c.id, bookings.c.quantity, bookings.c.status).where(bookings.c.event_id == event_id)
                 ).all()
                 sold = conn.execute(select(events.c.sold, events.c.held).where(events.c.id == event_id)).one()
-                orders = conn.execute(select(func.count()).select_from(bookings)).scalar_one()
+                rows_stored = conn.execute(select(func.count()).select_from(bookings)).scalar_one()
         finally:
             engine.dispose()
         result.update(
@@ -246,7 +246,7 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
             stored_ids=sorted(r.id for r in rows),
             booked_ids=sorted(booked),
             stored_confirmed_seats=sum(r.quantity for r in rows if r.status == "confirmed"),
-            stored_rows=orders,
+            stored_rows=rows_stored,
             sold=sold.sold,
             held=sold.held,
         )
