@@ -63,9 +63,10 @@ PIPELINE_DEPTH = 2
 # How often an actor idle past ``idle_when_full_s`` asks Ray whether the cluster has
 # room for another event actor (see _should_stop).
 ROOM_CHECK_S = 5.0
-# Idle actors may stop, in each window of this many seconds, at most as many as there
-# are actors waiting for room (see take_room_lease). Longer than Ray takes to start a
-# waiting actor in the room one gave up, so that none stops for a wait already served.
+# Idle actors may stop, in each window of this many seconds and the one before it
+# together, at most as many as there are actors waiting for room (see take_room_lease):
+# Ray takes a moment to start a waiting actor in the room one gave up, and meanwhile
+# still counts it as waiting.
 ROOM_LEASE_S = 5.0
 ROOM_KV_NAMESPACE = "reservation-room"
 
@@ -100,22 +101,23 @@ def waiting_for_room() -> int | None:
 
 
 def take_room_lease(holder: str, waiting: int, now: float) -> bool:
-    """One of the ``waiting`` leases to stop in the current window, if one is left.
+    """One of the leases to stop that ``waiting`` actors allow now, if one is left.
 
     Idle actors on a full cluster each look at the room on their own, at about the same
     time and before Ray has placed anything in room given up: without a bound, every one
     that looked would stop for a single waiting actor. The leases are keys of Ray's
-    key-value store in the GCS, written only if absent, so each goes to one actor.
+    key-value store in the GCS, written only if absent, so each goes to one actor; a
+    window grants as many as wait, less those granted in the window before.
     """
     from ray.experimental import internal_kv
 
     window = int(now // ROOM_LEASE_S)
-    for slot in range(waiting):
+    windows = [int(key.split(b":", 1)[0]) for key in internal_kv._internal_kv_list("", namespace=ROOM_KV_NAMESPACE)]
+    for slot in range(waiting - windows.count(window - 1)):
         if internal_kv._internal_kv_put(f"{window}:{slot}", holder, overwrite=False, namespace=ROOM_KV_NAMESPACE):
             continue  # taken
-        for key in internal_kv._internal_kv_list("", namespace=ROOM_KV_NAMESPACE):
-            if int(key.split(b":", 1)[0]) < window - 1:  # windows gone by
-                internal_kv._internal_kv_del(key, namespace=ROOM_KV_NAMESPACE)
+        for old in {w for w in windows if w < window - 1}:  # windows gone by
+            internal_kv._internal_kv_del(f"{old}:", del_by_prefix=True, namespace=ROOM_KV_NAMESPACE)
         return True
     return False
 
