@@ -13,13 +13,9 @@ actor's real niceness.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.own_ray import run_python
 
 # Starts a local Ray the way the server does, once as it is and once with the
 # operator's niceness preset to 15; each time reads an event actor's niceness and the
@@ -45,18 +41,7 @@ print("RESULT " + json.dumps(found))
 
 
 def test_event_actors_run_at_the_front_ends_priority(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    as_is, preset = json.loads(lines[-1].removeprefix("RESULT "))
+    as_is, preset = run_python(PROBE, f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
     assert as_is["actor"] == as_is["front_end"], as_is
     # Negative control: the operator's value is kept, and the probe sees it.
     assert preset["actor"] == 15 != preset["front_end"], preset

@@ -27,9 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +35,8 @@ from typing import Any
 import pytest
 
 from reservation.cluster import LOCAL_RAY_ENV
+from tests.integration.own_ray import run_python
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 SHARE_MB = 200
 NAMESPACE = "reservation-cluster-test"
@@ -254,23 +251,13 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
 
 
 def _run(tmp_path: Path, scenario: str, *args: object) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
-    env.update(LOCAL_RAY_ENV)  # every node on 127.0.0.1, event actors at nice 0
     code = (
         "import json, sys; from tests.integration import test_cluster as t; "
         "print('RESULT ' + json.dumps(getattr(t, sys.argv[1])(*json.loads(sys.argv[2]))))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, scenario, json.dumps([str(a) if isinstance(a, Path) else a for a in args])],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-6000:]
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    encoded = json.dumps([str(a) if isinstance(a, Path) else a for a in args])
+    # Every node on 127.0.0.1, event actors at nice 0.
+    result: dict[str, Any] = run_python(code, scenario, encoded, env=LOCAL_RAY_ENV)
     return result
 
 
