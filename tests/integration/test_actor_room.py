@@ -121,7 +121,7 @@ async def test_an_event_beyond_the_room_waits_until_idle_actors_give_theirs_up(
             order_id = order_id_for_key(customer["X-Account"], key)
             assert stored_orders(sqlite_url, [order_id]) == 0
 
-            # Left idle, the two give their room up and the third event's actor starts.
+            # Left idle, one of the two gives its room up and the third event's actor starts.
             booked = await _book_until_booked(api, customer, third, key, within_s=90)
             assert booked.status_code == 201, booked.text
             # One waited, so one of the two gave its room up.
