@@ -431,10 +431,8 @@ async def _loaded_actor(
 ) -> tuple[str, str, Any]:
     """A customer's account id, a new event of ``capacity`` seats, and an actor of
     ``actor_class`` for it (driven in-process, not under Ray), loaded from the store."""
-    host = await api.register("host")
-    account = (await api.register("customer"))["X-Account"]
-    event_id = (await api.create_event(host, capacity=capacity))["id"]
-    actor = actor_class(event_id, api.runtime.settings.store_url, **options)
+    account, event_id, url = await _customer_and_event(api, capacity)
+    actor = actor_class(event_id, url, **options)
     await actor.state()
     return account, event_id, actor
 
