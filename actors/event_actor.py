@@ -36,7 +36,6 @@ from reservation.domain.commands import (
     Release,
 )
 from reservation.domain.inventory import Effects, Inventory
-from reservation.store.db import make_engine
 from reservation.store.inventory import (
     BatchTransaction,
     Claim,
@@ -311,10 +310,9 @@ class EventActor:
     def _ensure_loop(self) -> None:
         if self._loop_task is None:
             self._wake = asyncio.Event()
-            engine = make_engine(self._database_url, pool_size=2, multi_statements=True)
+            self._store = InventoryStore(self._database_url, self.event_id)
             # SQLite takes one writer at a time: there a batch waits for the one before.
-            self._depth = 1 if engine.dialect.name == "sqlite" else PIPELINE_DEPTH
-            self._store = InventoryStore(engine, self.event_id)
+            self._depth = PIPELINE_DEPTH if self._store.inline else 1
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:

@@ -145,18 +145,11 @@ async def _drive(
 
 
 async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch: int) -> dict[str, Any]:
-    import aiomysql
-    from pymysql.constants import CLIENT
-
-    from reservation.store.db import make_engine
     from reservation.store.inventory import InventoryStore, Part, batch_statements
+    from reservation.store.link import connect
 
-    engine = make_engine(url)
-    try:
-        claim = await InventoryStore(engine, event).claim()
-        dialect = engine.dialect
-    finally:
-        await engine.dispose()
+    store = InventoryStore(url, event)
+    claim = await store.claim()
     inv = claim.inventory
     # Enough batches for 100,000 bookings/s, above the ceiling measured on a 2-core
     # machine (55,700-70,000 at batches of 1,000); a run that uses them all stops early
@@ -169,7 +162,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
         for command in booking_commands(host, batch):
             inv.apply(command, now)
         effects = inv.take_effects()
-        statements = batch_statements(dialect, event, claim.epoch, inv, effects, now)
+        statements = batch_statements(True, event, claim.epoch, inv, effects, now)
         texts.append((statements.queries(part=Part.NEW_ROWS), statements.queries(part=Part.REST)))
         inv.mark_committed(effects)
         for b in effects.created:
@@ -177,9 +170,6 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
         inv.applied.clear()
         inv.orders.clear()
 
-    from sqlalchemy.engine import make_url
-
-    where = make_url(url)
     latencies: list[float] = []
     booked = errors = 0
     queue = iter(texts)
@@ -203,9 +193,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
 
     async def sender() -> None:
         nonlocal booked, errors, previous
-        conn = await aiomysql.connect(host=where.host or "127.0.0.1", port=where.port or 3306,
-                                      user=where.username or "root", password=where.password or "",
-                                      db=where.database, client_flag=CLIENT.MULTI_STATEMENTS)
+        conn = (await connect(store.target)).driver  # as the actor connects
         try:
             cursor = await conn.cursor()
             while time.monotonic() < stop:

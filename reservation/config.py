@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reservation.store.link import target_for
+
 DEV_SECRET_FILE = "dev-secret-key"
 
 
@@ -70,6 +72,13 @@ class Settings(BaseSettings):
     def _production_needs_a_secret(self) -> Settings:
         if self.environment == "production" and self.secret_key is None:
             raise ValueError("RESERVATION_SECRET_KEY must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _store_the_actors_reach(self) -> Settings:
+        # The event actors connect with the drivers alone (reservation/store/link.py):
+        # a URL they cannot use is refused here, at start, not at the first booking.
+        target_for(self.store_url)
         return self
 
     @property

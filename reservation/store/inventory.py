@@ -25,14 +25,12 @@ from typing import Any
 import pymysql
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
-from reservation.store.schema import attendees_json, bookings, events, orders, written_columns
+from reservation.store.link import Link, Target, connect, target_for
+from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, RowTable, attendees_json
 
 
 class Fenced(Exception):
@@ -71,8 +69,13 @@ def to_dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
 
 
-def to_ts(dt: datetime | None) -> float | None:
-    return None if dt is None else dt.replace(tzinfo=UTC).timestamp()
+def to_ts(dt: datetime | str | None) -> float | None:
+    """A stored naive UTC time as a timestamp (SQLite's driver hands its text over)."""
+    if dt is None:
+        return None
+    if isinstance(dt, str):
+        dt = datetime.fromisoformat(dt)
+    return dt.replace(tzinfo=UTC).timestamp()
 
 
 @dataclass(slots=True)
@@ -81,188 +84,137 @@ class Claim:
     epoch: int
 
 
-_BOOKING_COLUMNS = (
-    bookings.c.id,
-    bookings.c.order_id,
-    bookings.c.account_id,
-    bookings.c.quantity,
-    bookings.c.unit_price_minor,
-    bookings.c.status,
-    bookings.c.created_at,
-    bookings.c.expires_at,
-)
+_BOOKING_SELECT = f"SELECT {', '.join(BOOKING_READ)} FROM bookings"
 
 
-def _booking_from_row(row: Any) -> Booking:
+def _booking_from_row(row: tuple[Any, ...]) -> Booking:
+    booking_id, order_id, account_id, quantity, unit_price_minor, status, created_at, expires_at = row
     return Booking(
-        booking_id=row.id,
-        order_id=row.order_id,
-        account_id=row.account_id,
-        quantity=row.quantity,
-        unit_price_minor=row.unit_price_minor,
-        status=BookingStatus(row.status),
-        created_at=to_ts(row.created_at) or 0.0,
-        expires_at=to_ts(row.expires_at),
+        booking_id=booking_id,
+        order_id=order_id,
+        account_id=account_id,
+        quantity=quantity,
+        unit_price_minor=unit_price_minor,
+        status=BookingStatus(status),
+        created_at=to_ts(created_at) or 0.0,
+        expires_at=to_ts(expires_at),
     )
 
 
-class InventoryStore:
-    """Store operations of one event's actor."""
+def _marks(n: int) -> str:
+    return ", ".join(["%s"] * n)
 
-    def __init__(self, engine: AsyncEngine, event_id: str) -> None:
-        self.engine = engine
+
+class InventoryStore:
+    """Store operations of one event's actor, on connections of its own (``link``)."""
+
+    def __init__(self, database_url: str, event_id: str) -> None:
+        self.target: Target = target_for(database_url)
         self.event_id = event_id
-        self._conns: dict[int, AsyncConnection] = {}
-        # MySQL/MariaDB: each slot's driver connection, under its AsyncConnection.
-        self._drivers: dict[int, Any] = {}
-        self._inline = sends_inline(engine.dialect)
+        self._links: dict[int, Link] = {}
+
+    @property
+    def inline(self) -> bool:
+        """Whether batches go to the store as multi-statement queries (MySQL/MariaDB)."""
+        return self.target.kind == "mysql"
 
     async def claim(self) -> Claim:
         """Take ownership (a new epoch) and rebuild the inventory from the booking rows."""
-        async with self.engine.begin() as conn:
-            bumped = await conn.execute(
-                update(events).where(events.c.id == self.event_id).values(epoch=events.c.epoch + 1)
-            )
-            if bumped.rowcount != 1:
-                raise EventMissing(self.event_id)
-            row = (
-                await conn.execute(
-                    select(
-                        events.c.capacity,
-                        events.c.oversell_capacity,
-                        events.c.status,
-                        events.c.price_minor,
-                        events.c.currency,
-                        events.c.epoch,
-                    ).where(events.c.id == self.event_id)
+        link = await connect(self.target)
+        try:
+            await link.begin()
+            try:
+                if await link.execute("UPDATE events SET epoch = epoch + 1 WHERE id = %s", (self.event_id,)) != 1:
+                    raise EventMissing(self.event_id)
+                ((capacity, oversell, status, price_minor, currency, epoch),) = await link.fetch(
+                    "SELECT capacity, oversell_capacity, status, price_minor, currency, epoch "
+                    "FROM events WHERE id = %s",
+                    (self.event_id,),
                 )
-            ).one()
-            sold = (
-                await conn.execute(
-                    select(func.coalesce(func.sum(bookings.c.quantity), 0)).where(
-                        bookings.c.event_id == self.event_id,
-                        bookings.c.status == BookingStatus.CONFIRMED.value,
-                    )
+                ((sold,),) = await link.fetch(
+                    "SELECT COALESCE(SUM(quantity), 0) FROM bookings WHERE event_id = %s AND status = %s",
+                    (self.event_id, BookingStatus.CONFIRMED.value),
                 )
-            ).scalar_one()
-            held_rows = (
-                await conn.execute(
-                    select(*_BOOKING_COLUMNS).where(
-                        bookings.c.event_id == self.event_id,
-                        bookings.c.status == BookingStatus.HELD.value,
-                    )
+                held_rows = await link.fetch(
+                    _BOOKING_SELECT + " WHERE event_id = %s AND status = %s",
+                    (self.event_id, BookingStatus.HELD.value),
                 )
-            ).all()
+                await link.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await link.rollback()
+                raise
+        finally:
+            with contextlib.suppress(Exception):
+                await link.close()
         inventory = Inventory(
             self.event_id,
-            capacity=row.capacity,
-            oversell_capacity=row.oversell_capacity,
-            on_sale=row.status == "on_sale",
-            price_minor=row.price_minor,
-            currency=row.currency,
+            capacity=capacity,
+            oversell_capacity=oversell,
+            on_sale=status == "on_sale",
+            price_minor=price_minor,
+            currency=currency,
             sold=int(sold),
             bookings=[_booking_from_row(r) for r in held_rows],
         )
-        return Claim(inventory, int(row.epoch))
+        return Claim(inventory, int(epoch))
 
     async def begin(self, epoch: int, slot: int = 0) -> BatchTransaction:
         """Start one group-commit transaction on the store's connection number ``slot``.
 
-        The store keeps its connections from one batch to the next (checking one out of
-        the pool and back in for every batch would cost a ROLLBACK round trip, the pool's
-        reset, on top of the COMMIT). Two slots let a batch be sent while the one before
-        it commits. A transaction that fails gives its connection up; the next batch on
-        that slot connects afresh.
-
-        On MySQL/MariaDB a batch that reads nothing runs on the driver's connection
-        alone: its statements open the transaction themselves (the driver does not
-        autocommit) and the driver commits it. SQLAlchemy's own begin, commit and
-        connection lookup each pass through a greenlet, together about 100 µs of CPU
-        per batch on the 2-core machine, a tenth of what a batch of 22 bookings cost
-        the actor. A batch whose preload reads through SQLAlchemy is committed by it.
+        The store keeps its connections from one batch to the next. Two slots let a
+        batch be sent while the one before it commits. A transaction that fails gives
+        its connection up; the next batch on that slot connects afresh.
         """
-        conn = self._conns.get(slot)
-        if conn is None:
-            conn = self._conns[slot] = await self.engine.connect()
-        driver = None
+        link = self._links.get(slot)
+        if link is None:
+            link = self._links[slot] = await connect(self.target)
         try:
-            if self._inline:
-                driver = self._drivers.get(slot)
-                if driver is None:
-                    driver = self._drivers[slot] = (await conn.get_raw_connection()).driver_connection
-            else:
-                await conn.begin()
+            await link.begin()
         except BaseException:
             await self._drop(slot)
             raise
-        return BatchTransaction(conn, self.event_id, epoch, lambda: self._drop(slot), driver)
+        return BatchTransaction(link, self.event_id, epoch, lambda: self._drop(slot))
 
     async def _drop(self, slot: int) -> None:
-        self._drivers.pop(slot, None)
-        conn = self._conns.pop(slot, None)
-        if conn is not None:
+        link = self._links.pop(slot, None)
+        if link is not None:
             with contextlib.suppress(Exception):
-                await conn.close()
+                await link.close()
 
     async def close(self) -> None:
-        for slot in list(self._conns):
+        for slot in list(self._links):
             await self._drop(slot)
 
 
 class BatchTransaction:
     """One batch's transaction (see ``InventoryStore.begin``)."""
 
-    def __init__(
-        self,
-        conn: AsyncConnection,
-        event_id: str,
-        epoch: int,
-        drop: Callable[[], Awaitable[None]],
-        driver: Any = None,
-    ) -> None:
-        self.conn = conn
+    def __init__(self, link: Link, event_id: str, epoch: int, drop: Callable[[], Awaitable[None]]) -> None:
+        self.link = link
         self.event_id = event_id
         self.epoch = epoch
         self._drop = drop
-        # The MySQL/MariaDB driver connection under ``conn``; None on SQLite.
-        self._driver = driver
-
-    def _holder(self) -> Any:
-        """What holds the transaction: SQLAlchemy's connection (always on SQLite, and
-        after a preload read) or the driver's; both commit and roll back alike."""
-        return self.conn if self._driver is None or self.conn.in_transaction() else self._driver
 
     async def commit(self) -> None:
         try:
-            await self._holder().commit()
+            await self.link.commit()
         except BaseException:
-            await self._discard()
+            await self._drop()
             raise
 
     async def rollback(self) -> None:
         """Roll back and give the connection up (it may be what failed)."""
-        try:
-            await self._holder().rollback()
-        except Exception:
-            await self._discard()
-        else:
-            await self._drop()
-
-    async def _discard(self) -> None:
-        """Give up a connection that failed: the pool must not hand it out again (a
-        failure on the driver connection is one SQLAlchemy did not see)."""
         with contextlib.suppress(Exception):
-            await self.conn.invalidate()
+            await self.link.rollback()
         await self._drop()
 
     async def load_bookings(self, ids: Iterable[str]) -> list[Booking]:
         wanted = list(ids)
         if not wanted:
             return []
-        rows = await self.conn.execute(
-            select(*_BOOKING_COLUMNS).where(
-                bookings.c.id.in_(wanted), bookings.c.event_id == self.event_id
-            )
+        rows = await self.link.fetch(
+            _BOOKING_SELECT + f" WHERE id IN ({_marks(len(wanted))}) AND event_id = %s", (*wanted, self.event_id)
         )
         return [_booking_from_row(r) for r in rows]
 
@@ -271,32 +223,28 @@ class BatchTransaction:
         wanted = list(ids)
         if not wanted:
             return []
-        rows = await self.conn.execute(
-            select(
-                orders.c.id,
-                orders.c.request_hash,
-                orders.c.status,
-                orders.c.problem_type,
-                orders.c.problem_detail,
-            ).where(orders.c.id.in_(wanted))
+        rows = await self.link.fetch(
+            "SELECT id, request_hash, status, problem_type, problem_detail FROM orders "
+            f"WHERE id IN ({_marks(len(wanted))})",
+            tuple(wanted),
         )
         memos = []
-        for r in rows:
-            rejected = r.status == "rejected"
+        for order_id, request_hash, status, problem_type, problem_detail in rows:
+            rejected = status == "rejected"
             memos.append(
                 OrderMemo(
-                    order_id=r.id,
-                    request_hash=r.request_hash or "",
-                    code=Code(r.problem_type) if rejected and r.problem_type else Code.OK,
-                    booking_id=None if rejected else booking_id_for(r.id, self.event_id),
-                    detail=r.problem_detail or "",
+                    order_id=order_id,
+                    request_hash=request_hash or "",
+                    code=Code(problem_type) if rejected and problem_type else Code.OK,
+                    booking_id=None if rejected else booking_id_for(order_id, self.event_id),
+                    detail=problem_detail or "",
                 )
             )
         return memos
 
     def statements(self, inventory: Inventory, effects: Effects, now: float) -> Statements:
         """The batch's writes, with the inventory's counters as they are now."""
-        return batch_statements(self.conn.dialect, self.event_id, self.epoch, inventory, effects, now)
+        return batch_statements(self.link.inline, self.event_id, self.epoch, inventory, effects, now)
 
     async def write(self, inventory: Inventory, effects: Effects, now: float) -> None:
         """Write the batch's effects as the inventory holds them now (see ``send``)."""
@@ -310,15 +258,16 @@ class BatchTransaction:
         the batch created or changed (with ``Part.REST``, the rows it changed). Each part
         is one round trip on MySQL/MariaDB however many tables the batch touches.
         """
-        if await statements.run(self.conn, self._driver, part) != 1:
+        if await statements.run(self.link, part) != 1:
             raise Fenced(self.event_id)
 
 
 def batch_statements(
-    dialect: Any, event_id: str, epoch: int, inventory: Inventory, effects: Effects, now: float
+    inline: bool, event_id: str, epoch: int, inventory: Inventory, effects: Effects, now: float
 ) -> Statements:
-    """The statements that write one batch's effects (``BatchTransaction.send`` runs them)."""
-    out = Statements(dialect)
+    """The statements that write one batch's effects (``BatchTransaction.send`` runs them);
+    ``inline`` for MySQL/MariaDB (see ``Statements``)."""
+    out = Statements(inline)
     # The rows of a batch share a few times (its own, and its holds' expiry): each is
     # rendered once.
     rendered: dict[float, str] = {}
@@ -360,10 +309,10 @@ def batch_statements(
                     None if eff.code is Code.OK else event_id, stamp, stamp,
                 )
             )
-        out.insert(orders, order_rows)
+        out.insert(ORDERS, order_rows)
     if effects.created:
         out.insert(
-            bookings,
+            BOOKINGS,
             [
                 (
                     b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
@@ -393,62 +342,52 @@ def batch_statements(
     return out
 
 
-def sends_inline(dialect: Any) -> bool:
-    """Whether a batch's statements go to this database as one multi-statement query
-    with inlined literals, on the driver's connection (MySQL/MariaDB; see ``Statements``)."""
-    return dialect.name in ("mysql", "mariadb")
-
-
 class Statements:
     """Statements of one batch in the driver's own SQL (``%s`` marks), run in order.
 
-    MySQL/MariaDB get them as one multi-statement query with the values inlined as
-    literals (escaped by the driver's own rules), so a batch costs one round trip
-    before its COMMIT instead of one per statement. SQLite runs inside this process;
+    MySQL/MariaDB (``inline``) get them as one multi-statement query with the values
+    inlined as literals (escaped by the driver's own rules), so a batch costs one round
+    trip before its COMMIT instead of one per statement. SQLite runs inside this process;
     there each statement goes through the driver with bound parameters. Both skip
-    SQLAlchemy's per-row parameter processing, which at large batches costs more than
-    the database's own work.
+    per-row parameter processing, which at large batches costs more than the
+    database's own work.
     """
 
-    def __init__(self, dialect: Any) -> None:
-        self.inline = sends_inline(dialect)
-        self._quote = dialect.identifier_preparer.quote
+    def __init__(self, inline: bool) -> None:
+        self.inline = inline
         self._items: list[tuple[str, list[tuple[Any, ...]], bool]] = []
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
         self._items.append((sql, [params], False))
 
-    def insert(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
-        """Rows are tuples in the order of the table's ``written_columns``."""
+    def insert(self, table: RowTable, rows: list[tuple[Any, ...]]) -> None:
+        """Rows are tuples in the order of the table's ``columns``."""
         if not rows:
             return
-        head = _INSERT_HEADS.get(table.name)
+        head = _INSERT_HEADS.get(table)
         if head is None:
-            names = ", ".join(self._quote(c.name) for c in written_columns(table))
-            head = _INSERT_HEADS[table.name] = f"INSERT INTO {self._quote(table.name)} ({names}) VALUES "
+            head = _INSERT_HEADS[table] = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES "
         self._items.append((head, rows, True))
 
-    async def run(self, conn: AsyncConnection, driver: Any, part: Part = Part.ALL) -> int:
-        """Run ``part`` of the statements; answers the first update's row count (the
-        fence), or 1 if the part has none.
+    async def run(self, link: Link, part: Part = Part.ALL) -> int:
+        """Run ``part`` of the statements on ``link``; answers the first update's row
+        count (the fence), or 1 if the part has none.
 
-        On MySQL/MariaDB they go through ``driver``, the driver connection under
-        ``conn``; elsewhere ``driver`` is None. If the fence matched no row, what
-        follows must not count: the caller rolls back, and an error a later statement
-        raised would only hide the reason.
+        If the fence matched no row, what follows must not count: the caller rolls
+        back, and an error a later statement raised would only hide the reason.
         """
         if self.inline:
-            return await self._run_inline(driver, part)
+            return await self._run_inline(link.driver, part)
         first = -1 if part.fenced else 1
         for sql, rows, is_insert in self._items:
             if not part.takes(is_insert):
                 continue
             if is_insert:
-                await conn.exec_driver_sql(sql + "(" + ", ".join(["?"] * len(rows[0])) + ")", rows)
+                await link.execute_many(sql + "(" + _marks(len(rows[0])) + ")", rows)
                 continue
-            result = await conn.exec_driver_sql(sql.replace("%s", "?"), rows[0])
+            count = await link.execute(sql, rows[0])
             if first < 0:
-                first = result.rowcount
+                first = count
                 if first != 1:
                     break
         return first
@@ -583,7 +522,7 @@ def _order_status(status: BookingStatus) -> str:
     }.get(status, "rejected")
 
 
-_INSERT_HEADS: dict[str, str] = {}
+_INSERT_HEADS: dict[RowTable, str] = {}
 # Longest query an actor sends, in characters (at most 4 MB of UTF-8; pymysql splits
 # its own multi-row inserts at 1 MB, and MariaDB refuses queries over max_allowed_packet).
 MAX_QUERY_CHARS = 1_000_000
@@ -595,5 +534,5 @@ def _sql_time(dt: datetime) -> str:
 
 
 def is_integrity_error(exc: BaseException) -> bool:
-    """A constraint refused the write, whether SQLAlchemy or the driver raised it."""
-    return isinstance(exc, (IntegrityError, pymysql.err.IntegrityError, sqlite3.IntegrityError))
+    """A constraint refused the write (either driver)."""
+    return isinstance(exc, (pymysql.err.IntegrityError, sqlite3.IntegrityError))

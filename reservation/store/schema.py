@@ -27,7 +27,7 @@ once the tables outgrow its buffer pool (figures in docs/design.md). Nothing ref
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -46,10 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from reservation.domain.commands import Attendee
+from reservation.store.rows import attendees_json as attendees_json  # the actor writes it without SQLAlchemy
 
 metadata = MetaData(
     naming_convention={
@@ -178,11 +175,6 @@ idempotency_keys = Table(
 def written_columns(table: Table) -> list[Column[Any]]:
     """The columns a writer fills: all but a store-numbered ``seq``."""
     return [c for c in table.columns if c.name != "seq"]
-
-
-def attendees_json(people: Iterable[Attendee]) -> str:
-    """``bookings.attendees`` for these attendees, in order."""
-    return orjson.dumps([{"name": a.name, "email": a.email} for a in people]).decode()
 
 
 def attendees_from_json(text: str | None) -> list[dict[str, Any]]:

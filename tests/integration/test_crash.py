@@ -218,9 +218,9 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
     host = await api.register("host")
     customer = await api.register("customer")
     event_id = (await api.create_event(host, capacity=10))["id"]
-    engine = api.runtime.writer
-    first = await InventoryStore(engine, event_id).claim()
-    second = await InventoryStore(engine, event_id).claim()
+    url = api.runtime.settings.store_url
+    first = await InventoryStore(url, event_id).claim()
+    second = await InventoryStore(url, event_id).claim()
     assert second.epoch > first.epoch
 
     hold, confirm, order_id = _hold_and_confirm(customer["X-Account"], event_id, "stale", 2)
@@ -228,7 +228,7 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
     assert [first.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
     effects = first.inventory.take_effects()
     assert not effects.empty
-    stale = await InventoryStore(engine, event_id).begin(first.epoch)
+    stale = await InventoryStore(url, event_id).begin(first.epoch)
     with pytest.raises(Fenced):
         await stale.write(first.inventory, effects, now)
     await stale.rollback()
@@ -252,7 +252,7 @@ async def test_superseded_epoch_cannot_write(api: Api) -> None:
 
     # The same batch under the current epoch is accepted: the refusal was the fence, nothing else.
     assert [second.inventory.apply(c, now).code for c in (hold, confirm)] == [Code.OK, Code.OK]
-    store = InventoryStore(engine, event_id)
+    store = InventoryStore(url, event_id)
     current = await store.begin(second.epoch)
     await current.write(second.inventory, second.inventory.take_effects(), now)
     await current.commit()
@@ -276,7 +276,7 @@ async def test_live_actor_fenced_by_a_newer_claim(api: Api) -> None:
     first = await api.book(customer, [event_id], attendees=1, key="before")
     assert first.status_code == 201, first.text
     old = await api.runtime.gateway.state(event_id)
-    newer = await InventoryStore(api.runtime.writer, event_id).claim()
+    newer = await InventoryStore(api.runtime.settings.store_url, event_id).claim()
     assert newer.epoch > old["epoch"]
 
     order_id = order_id_for_key(customer["X-Account"], "after")
@@ -546,8 +546,8 @@ async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class
     async def send_and_look(tx: BatchTransaction, statements: Any, part: Part = Part.ALL) -> None:
         await send(tx, statements, part)
         if part is not Part.NEW_ROWS:
-            sold = await tx.conn.execute(select(events.c.sold).where(events.c.id == tx.event_id))
-            written.append(int(sold.scalar_one()))
+            ((sold,),) = await tx.link.fetch("SELECT sold FROM events WHERE id = %s", (tx.event_id,))
+            written.append(int(sold))
 
     async with open_api(mysql_url, tmp_path) as api:
         account, event_id, actor = await _loaded_actor(api, actor_class, 100, max_batch=2)
@@ -676,9 +676,9 @@ async def _book_through_killed_connections(
             assert actor._store is not None
             killed = 0
             async with api.runtime.writer.connect() as conn:
-                for driver in actor._store._drivers.values():
+                for link in actor._store._links.values():
                     try:
-                        await conn.exec_driver_sql(f"KILL {int(driver.thread_id())}")
+                        await conn.exec_driver_sql(f"KILL {int(link.driver.thread_id())}")
                         killed += 1
                     except Exception as exc:  # killed before and kept (keep_failed)
                         assert getattr(exc, "orig", exc).args[0] == ER.NO_SUCH_THREAD, exc

@@ -91,7 +91,8 @@ class UnserialisedEventActor(EventActor):
 
     async def submit(self, commands: list[Command]) -> Reply:
         if self._claim is None:
-            self._store = InventoryStore(make_engine(self._database_url, pool_size=1), self.event_id)
+            self._store = InventoryStore(self._database_url, self.event_id)
+            self._engine = make_engine(self._database_url, pool_size=1)
             self._claim = await self._store.claim()
         inv = self._claim.inventory
         requests: dict[str, list[int]] = {}
@@ -135,7 +136,7 @@ class UnserialisedEventActor(EventActor):
         )
         # ... await the store (every other request's check runs meanwhile) ...
         ts = to_dt(now)
-        async with self._store.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             if cmd.new_order is not None:
                 await conn.execute(
                     orders.insert(),
@@ -184,7 +185,7 @@ class UnserialisedEventActor(EventActor):
         if booking is None or booking.status is not BookingStatus.HELD:
             return Outcome(Code.NOT_FOUND, detail="no such hold")
         ts = to_dt(time.time())
-        async with self._store.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             await conn.execute(
                 bookings.update()
                 .where(bookings.c.id == booking.booking_id)

@@ -13,10 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymysql.converters import escape_item
-from sqlalchemy import Column, Integer, MetaData, Table
-from sqlalchemy.dialects import mysql
 
 from reservation.store.inventory import MAX_QUERY_CHARS, Statements
+from reservation.store.rows import RowTable
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(["\x01", "'", "\\", '"', "\x00", "\n"]))
 INT = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -43,8 +42,8 @@ def quoted(value: Any, no_backslash_escapes: bool) -> str:
 
 
 def insert_query(rows: list[tuple[Any, ...]], no_backslash_escapes: bool) -> tuple[str, str]:
-    table = Table(f"literals_{len(rows[0])}", MetaData(), *(Column(f"c{i}", Integer) for i in range(len(rows[0]))))
-    statements = Statements(mysql.dialect())
+    table = RowTable(f"literals_{len(rows[0])}", tuple(f"c{i}" for i in range(len(rows[0]))))
+    statements = Statements(inline=True)
     statements.insert(table, rows)
     (query,) = statements.queries(no_backslash_escapes)
     names = ", ".join(f"c{i}" for i in range(len(rows[0])))
@@ -68,8 +67,8 @@ def test_a_separator_inside_a_value_does_not_shift_the_column() -> None:
 def test_rows_past_the_query_bound_go_in_several_inserts() -> None:
     long = "x" * 1000
     rows = [(long, i) for i in range(2 * MAX_QUERY_CHARS // 1000)]
-    table = Table("literals_long", MetaData(), Column("a", Integer), Column("b", Integer))
-    statements = Statements(mysql.dialect())
+    table = RowTable("literals_long", ("a", "b"))
+    statements = Statements(inline=True)
     statements.insert(table, rows)
     queries = statements.queries()
     assert len(queries) >= 2 and all(len(q) <= MAX_QUERY_CHARS + 1100 for q in queries)
