@@ -9,6 +9,9 @@ One ``InventoryStore`` serves one actor. A batch is one transaction:
    incarnation matches no row and is refused), then every row the batch created or
    changed; then COMMIT. Callers are answered only after that. While the batch before
    is still being written, the rows the batch creates may go first (``Part``).
+
+It runs on the drivers alone, on connections of its own (``link``), so that an actor
+process never imports SQLAlchemy (``rows``).
 """
 
 from __future__ import annotations
@@ -162,9 +165,11 @@ class InventoryStore:
     async def begin(self, epoch: int, slot: int = 0) -> BatchTransaction:
         """Start one group-commit transaction on the store's connection number ``slot``.
 
-        The store keeps its connections from one batch to the next. Two slots let a
-        batch be sent while the one before it commits. A transaction that fails gives
-        its connection up; the next batch on that slot connects afresh.
+        The store keeps its connections from one batch to the next (a pool's check-out
+        and check-in per batch would add a ROLLBACK round trip, the pool's reset, to the
+        COMMIT). Two slots let a batch be sent while the one before it commits. A
+        transaction that fails gives its connection up; the next batch on that slot
+        connects afresh.
         """
         link = self._links.get(slot)
         if link is None:
@@ -348,9 +353,9 @@ class Statements:
     MySQL/MariaDB (``inline``) get them as one multi-statement query with the values
     inlined as literals (escaped by the driver's own rules), so a batch costs one round
     trip before its COMMIT instead of one per statement. SQLite runs inside this process;
-    there each statement goes through the driver with bound parameters. Both skip
-    per-row parameter processing, which at large batches costs more than the
-    database's own work.
+    there each statement goes through the driver with bound parameters. Neither goes
+    through a query layer's per-row parameter processing (SQLAlchemy's cost more than
+    the database's own work at large batches).
     """
 
     def __init__(self, inline: bool) -> None:
