@@ -101,6 +101,7 @@ def serve(settings: Settings) -> None:
         proxy_headers=False,
         server_header=False,  # no "server: uvicorn" on every answer
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=settings.keep_alive_s,
     )
 
 

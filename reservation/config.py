@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     read_cache_ttl_s: float = Field(default=1.0, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
+    # How long a front end keeps an idle client connection open. Longer than the idle
+    # timeout of a load balancer in front (60 s on common ones), so that the balancer,
+    # not the server, closes it: a server that closes first races the balancer's (or a
+    # pooled client's) next request on that connection, which then fails unanswered.
+    keep_alive_s: int = Field(default=75, ge=1)
 
     @model_validator(mode="after")
     def _production_needs_a_secret(self) -> Settings:

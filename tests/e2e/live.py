@@ -47,8 +47,11 @@ def clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_server(data: Path, workers: int = 2, ready_timeout_s: float = 120) -> Iterator[LiveServer]:
-    """``python server.py`` on its defaults (local Ray, SQLite) in ``data``, until the block ends."""
+def run_server(
+    data: Path, workers: int = 2, ready_timeout_s: float = 120, env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """``python server.py`` on its defaults (local Ray, SQLite) in ``data``, until the block
+    ends; ``env`` adds settings."""
     port = free_port()
     log_path = data / "server.log"
     with log_path.open("w") as log:
@@ -56,7 +59,7 @@ def run_server(data: Path, workers: int = 2, ready_timeout_s: float = 120) -> It
             [sys.executable, str(ROOT / "server.py"), "--port", str(port), "--data-dir", str(data),
              "--workers", str(workers)],
             cwd=data,
-            env=clean_env(),
+            env={**clean_env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
