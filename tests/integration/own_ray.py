@@ -4,24 +4,21 @@ process joins one Ray at a time, and the rest of the session shares one local Ra
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.live import ROOT, clean_env
 
 
 def run_python(code: str, *argv: str, env: dict[str, str] | None = None) -> Any:
     """Run ``code`` with ``argv`` in a new interpreter at the project's root, without
-    this process's RAY_ and RESERVATION_ settings (``env`` is added); answer the JSON
-    it printed last on a line that starts with ``RESULT ``."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
+    this process's RAY_ and RESERVATION_ settings (``clean_env``; ``env`` is added);
+    answer the JSON it printed last on a line that starts with ``RESULT ``."""
     done = subprocess.run(
         [sys.executable, "-c", code, *argv],
         cwd=ROOT,
-        env={**clean, **(env or {})},
+        env={**clean_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=300,
