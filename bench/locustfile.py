@@ -6,12 +6,15 @@ Pick a scenario by tag (``--tags browse`` / ``--tags spike``) or by user class n
 - **browse** (``BrowseAndBook``): 80% reads (event list, event detail, my orders) and
   20% bookings of 1-3 attendees on random events, each virtual user its own account.
   A ``409 sold-out`` is an expected answer, reported as ``POST /api/orders [sold out]``.
-- **spike** (``OnSaleSpike``): every user books the ONE spike event (1-2 attendees) the
-  moment it starts. Each booking carries an Idempotency-Key that is reused on its
-  retries: on ``503`` (or ``409 in-flight``, or a broken connection) the user sleeps
-  ``Retry-After`` and sends the same request again, a bounded number of times. ``201``
-  and ``409 sold-out`` are both expected outcomes. When the test stops, the confirmed
-  seats are checked against capacity + oversell (see ``check_spike``).
+- **spike** (``OnSaleSpike``): the spike event's host opens its sale when the run starts
+  (``PATCH`` status ``on_sale``: the change goes through the event's actor, so the actor
+  is up before the crowd arrives, as after a real host's opening); then every user books
+  that ONE event (1-2 attendees) the moment it starts. Each booking carries an
+  Idempotency-Key that is reused on its retries: on ``503`` (or ``409 in-flight``, or a
+  broken connection) the user sleeps ``Retry-After`` and sends the same request again,
+  a bounded number of times. ``201`` and ``409 sold-out`` are both expected outcomes.
+  When the test stops, the confirmed seats are checked against capacity + oversell
+  (see ``check_spike``).
 
 With ``RESERVATION_BENCH_POOL`` naming a pool file from ``python -m bench.seed``, users
 take seeded accounts (with their tokens) and events. Without a pool, each locust
@@ -44,6 +47,7 @@ import logging
 import os
 import random
 import secrets
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -58,7 +62,7 @@ from locust import FastHttpUser, User, between, events, tag, task
 from locust.contrib.fasthttp import FastHttpSession, ResponseContextManager
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 log = logging.getLogger("bench")
 
@@ -169,7 +173,8 @@ def register(client: FastHttpSession, role: Literal["customer", "host"]) -> str:
     return token
 
 
-def create_event(client: FastHttpSession, token: str, n: int, capacity: int, oversell: int, title: str) -> str:
+def create_event(client: FastHttpSession, token: str, n: int, capacity: int, oversell: int, title: str,
+                 status: Literal["on_sale", "paused"] = "on_sale") -> str:
     starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7 + n, hours=n % 12)
     body = {
         "title": title,
@@ -180,6 +185,7 @@ def create_event(client: FastHttpSession, token: str, n: int, capacity: int, ove
         "capacity": capacity,
         "oversell_capacity": oversell,
         "price": {"amount": 2500, "currency": "EUR"},
+        "status": status,
     }
     headers = {"Authorization": f"Bearer {token}"}
     with client.post("/api/events", json=body, headers=headers, name="setup: POST /api/events",
@@ -219,8 +225,10 @@ class SharedSetup:
                 host = self._host(client)
                 capacity = _env_int("RESERVATION_BENCH_SPIKE_CAPACITY", 100)
                 oversell = _env_int("RESERVATION_BENCH_SPIKE_OVERSELL", 10)
-                event_id = create_event(client, host, 0, capacity, oversell, "Bench on-sale spike")
+                event_id = create_event(client, host, 0, capacity, oversell, "Bench on-sale spike", "paused")
                 self._spike = SpikeTarget(event_id, capacity, oversell, host)
+                # The other users wait on the lock meanwhile: they all book after the opening.
+                open_sale(str(client.base_url), self._spike)  # FastHttpUser requires a host
             return self._spike
 
 
@@ -454,13 +462,43 @@ def _keep_selected_scenarios(environment: Environment, **_: Any) -> None:
 # ------------------------------------------------------ the spike's check
 
 
-def _read_event(base_url: str, target: SpikeTarget) -> dict[str, Any]:
-    request = urllib.request.Request(f"{base_url.rstrip('/')}/api/events/{target.event_id}")
+def _event_request(base_url: str, target: SpikeTarget, change: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The event as the server shows it (to its host, with the host's token), after ``change``
+    (a ``PATCH``) if one is given. Outside locust's statistics."""
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/api/events/{target.event_id}",
+        data=None if change is None else json.dumps(change).encode(),
+        method="GET" if change is None else "PATCH",
+        headers={} if change is None else {"Content-Type": "application/json"},
+    )
     if target.host_token:
         request.add_header("Authorization", f"Bearer {target.host_token}")
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=60) as r:
         value: dict[str, Any] = json.load(r)
         return value
+
+
+def open_sale(base_url: str, target: SpikeTarget) -> None:
+    """Open the spike event's sale as its host, as a host opens an on-sale.
+
+    The status change goes through the event's actor, which is started and loaded from
+    the store by it if it was not running; so the crowd meets a running actor, and the
+    run measures the booking path rather than one actor start (about a second of CPU).
+    An event on sale already stays on sale. Logs the outcome; a failure is logged as an
+    error, and the bookings then show it (``409 sales-paused`` is a failure).
+    """
+    if not target.host_token:
+        log.warning("spike: no host token for event %s: its sale is not opened (it must be on sale already)",
+                    target.event_id)
+        return
+    started = time.monotonic()
+    try:
+        event = _event_request(base_url, target, {"status": "on_sale"})
+    except (OSError, ValueError) as exc:
+        log.error("spike: could not open the sale of event %s: %s", target.event_id, exc)
+        return
+    log.info("spike: opened the sale of event %s (status %s) in %.2f s", target.event_id, event.get("status"),
+             time.monotonic() - started)
 
 
 def check_spike(environment: Environment, target: SpikeTarget, tally: SpikeTally | None) -> list[str]:
@@ -480,7 +518,7 @@ def check_spike(environment: Environment, target: SpikeTarget, tally: SpikeTally
         return problems
     gevent.sleep(_env_float("RESERVATION_BENCH_CACHE_TTL_S", 1.0) + 0.2)  # let the server's read cache expire
     try:
-        event = _read_event(environment.host, target)
+        event = _event_request(environment.host, target)
     except (OSError, ValueError) as exc:
         problems.append(f"cannot read event {target.event_id}: {exc}")
         return problems
@@ -514,6 +552,17 @@ def _flush_csv(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if getattr(options, "csv_prefix", None) and not getattr(options, "worker", False):
         gevent.sleep(1.2)
+
+
+@events.test_start.add_listener
+def _open_the_spike_sale(environment: Environment, **_: Any) -> None:
+    """Before any user spawns, the seeded spike event's sale opens (once: not on workers,
+    whose users the master spawns after this). Without a pool, the first spike user's
+    set-up opens the event it creates."""
+    data = pool()
+    if (OnSaleSpike in environment.user_classes and data is not None and environment.host
+            and not isinstance(environment.runner, WorkerRunner)):
+        open_sale(environment.host, pool_spike_target(data))
 
 
 @events.test_stop.add_listener

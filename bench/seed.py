@@ -1,4 +1,4 @@
-"""Seed a store for benchmarks: hosts, events, one on-sale "spike" event and customer accounts.
+"""Seed a store for benchmarks: hosts, events, one "spike" event and customer accounts.
 
     python -m bench.seed --events 1000 --accounts 10000 --out bench/results/pool.json
 
@@ -9,6 +9,9 @@ SQLAlchemy Core ``executemany`` in chunks on the blocking driver, in one transac
 All seeded accounts share the pool's password and ONE argon2 hash of it, computed
 once: hashing ten thousand passwords would take minutes. A bearer token is minted for
 every account with the server's signing key, so load generators never log in.
+
+The spike event is announced but not yet on sale (``paused``): the locustfile's spike
+scenario opens its sale as its host when the run starts, as a host opens an on-sale.
 
 The pool file (JSON) is what ``bench/locustfile.py`` reads (``RESERVATION_BENCH_POOL``)::
 
@@ -110,7 +113,7 @@ def build_rows(plan: Plan, password_hash: str, run: str, now: datetime, rng: ran
     rows.account_ids = [user(Role.CUSTOMER, n) for n in range(plan.accounts)]
 
     def event(host_id: str, title: str, venue: str, starts: datetime, hours: int, capacity: int, oversell: int,
-              price: int, policy: dict[str, Any]) -> str:
+              price: int, policy: dict[str, Any], status: str = "on_sale") -> str:
         eid = new_id()
         rows.events.append(
             {
@@ -125,7 +128,7 @@ def build_rows(plan: Plan, password_hash: str, run: str, now: datetime, rng: ran
                 "oversell_capacity": oversell,
                 "price_minor": price,
                 "currency": "EUR",
-                "status": "on_sale",
+                "status": status,
                 "sold": 0,
                 "held": 0,
                 "epoch": 0,
@@ -171,6 +174,7 @@ def build_rows(plan: Plan, password_hash: str, run: str, now: datetime, rng: ran
         plan.spike_oversell,
         9900,
         {"cancellation_allowed": True, "cancel_deadline_hours": 24, "refund_percent": 100},
+        status="paused",  # announced; the spike scenario opens the sale
     )
     return rows
 

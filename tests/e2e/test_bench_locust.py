@@ -105,6 +105,9 @@ def test_seed_writes_a_pool_the_server_accepts(server: LiveServer, pool_file: Pa
     for event_id in pool["events"]:
         stored = read_event(server.store_url, event_id)
         assert (stored.capacity, stored.oversell_capacity, stored.sold, stored.held) == (CAPACITY, OVERSELL, 0, 0)
+    # The spike event is announced, not yet on sale: the spike scenario opens it.
+    with urllib.request.urlopen(f"{server.base_url}/api/events/{pool['spike_event']}", timeout=10) as r:
+        assert json.load(r)["status"] == "paused"
 
 
 def scrape(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -155,6 +158,10 @@ def test_spike_scenario_by_class_name(server: LiveServer, pool_file: Path, tmp_p
     run = run_locust(server, pool_file, tmp_path / "spike", "OnSaleSpike", run_time="4s")
     assert run.returncode == 0, run.output[-4000:]
     assert run.failures() == {}, run.output[-4000:]
+    pool = load_pool(pool_file)
+    # Its host opened the seeded (paused) event's sale before the users came: else every
+    # booking would have been refused (409 sales-paused, a failure).
+    assert f"spike: opened the sale of event {pool['spike_event']} (status on_sale)" in run.output, run.output[-4000:]
     assert run.outcomes() <= {SPIKE, SPIKE_SOLD_OUT}, sorted(run.stats)
     # 20 users want 20 to 40 seats of 10: some are booked, the others are told it is sold out.
     orders, sold_out = run.count(SPIKE), run.count(SPIKE_SOLD_OUT)
@@ -162,7 +169,6 @@ def test_spike_scenario_by_class_name(server: LiveServer, pool_file: Path, tmp_p
     assert orders + sold_out == USERS  # one booking per user, each to a final answer
     match = SPIKE_LINE.search(run.output)
     assert match, run.output[-4000:]
-    pool = load_pool(pool_file)
     event_id, limit, orders_201, seats_201, verdict = match.groups()
     assert (event_id, int(limit), verdict) == (pool["spike_event"], SPIKE_LIMIT, "OK")
     assert int(orders_201) == orders
