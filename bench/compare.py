@@ -1154,6 +1154,8 @@ class Bench:
         self.quiet()
         seconds = self.opts.seconds
         argv = [sys.executable, "-m", "bench.engine", "--database-url", url, "--seconds", f"{seconds:g}"]
+        if mode != "store-ceiling":  # the ceiling sends rows built beforehand: nothing to warm up
+            argv += ["--warmup", f"{self.opts.warmup:g}"]  # the same warm-up as every other target
         argv += [f"--{mode}", *extra, "--json"]
         log_path = self.work / f"engine-{mode}.log"
         progress(f"{target.label}: python -m bench.engine --{mode} --seconds {seconds:g}")

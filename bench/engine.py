@@ -277,7 +277,7 @@ def run(
         result["stolen_pct"] = meter.stolen_pct()
         state = ray.get(actor.state.remote())
         result.update(mode="batched" if batched else "unbatched", callers=width, call_size=size, transport=transport,
-                      actor_sold=state["sold"], event_id=event)
+                      warmup=warmup, actor_sold=state["sold"], event_id=event)
         return result
     finally:
         ray.shutdown()

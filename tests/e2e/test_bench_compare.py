@@ -79,6 +79,9 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert f"{row['label']}: {commits['commits']:,.0f} group commits" in result.stdout
     assert "group_commits" not in data["targets"]["baseline_bookings_mariadb"]
     assert "took turns in 2 rounds" in result.stdout
+    # The engine warmed up as long as every other target did.
+    for key in ("engine_batched", "engine_unbatched"):
+        assert data["targets"][key]["engine"]["warmup"] == data["config"]["warmup"] == 1.0
     # The ceiling ran at the batch size the batched engine produced, and the report relates the two.
     batched = data["targets"]["engine_batched"]["mean_batch"]
     assert data["targets"]["store_ceiling"]["mean_batch"] == max(1, round(batched))
