@@ -113,14 +113,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or (runtime.settings if runtime else get_settings())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: ReservationApp) -> AsyncIterator[None]:
         owned = app.state.runtime is None
         if owned:
             _connect_ray(settings)
             app.state.runtime = Runtime.create(settings)
         rt: Runtime = app.state.runtime
-        app.state.orders = OrderService(rt)
-        app.state.events = EventService(rt)
+        app.use(rt, OrderService(rt), EventService(rt))
         # Everything loaded so far lives as long as the process: out of the cyclic
         # collector's sight, its full passes walk only what requests create.
         gc.collect()
@@ -145,8 +144,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.hot_routes = settings.hot_routes
     app.state.runtime = runtime
     if runtime is not None:
-        app.state.orders = OrderService(runtime)
-        app.state.events = EventService(runtime)
+        app.use(runtime, OrderService(runtime), EventService(runtime))
     problems.install(app)
     for module in (accounts, events, orders, ops):
         app.include_router(module.router)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -35,6 +36,11 @@ from reservation.api.problems import body_too_large, response_for, validation_pr
 from reservation.api.schemas import OrderCreate, order_json
 from reservation.auth import Principal
 from reservation.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from reservation.runtime import Runtime
+    from reservation.services.events import EventService
+    from reservation.services.orders import OrderService
 
 JSON = b"application/json"
 HEALTHY = orjson.dumps({"status": "ok"})
@@ -93,29 +99,39 @@ class HotRequest:
                 return b"".join(chunks)
 
 
-Handler = Callable[[FastAPI, HotRequest], Awaitable[Answer | None]]
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the hot handlers use, as plain attributes: each ``app.state`` lookup goes
+    through Starlette's ``State.__getattr__``, about 1.3 µs on the 2-core machine, and
+    a read used two of them (5% of what a front end spent on it)."""
+
+    runtime: Runtime
+    orders: OrderService
+    events: EventService
+
+
+Handler = Callable[[Services, HotRequest], Awaitable[Answer | None]]
 
 
 # --------------------------------------------------------------- shared checks
 
 
-def _principal(app: FastAPI, req: HotRequest, *, required: bool) -> Principal | None:
-    return principal_for(app.state.runtime, bearer_token(req.header(b"authorization")), required=required)
+def _principal(sv: Services, req: HotRequest, *, required: bool) -> Principal | None:
+    return principal_for(sv.runtime, bearer_token(req.header(b"authorization")), required=required)
 
 
 # --------------------------------------------------------------- handlers
 
 
-async def healthz(app: FastAPI, req: HotRequest) -> Answer:
+async def healthz(sv: Services, req: HotRequest) -> Answer:
     return Answer(200, HEALTHY)
 
 
-async def place_order(app: FastAPI, req: HotRequest) -> Answer:
+async def place_order(sv: Services, req: HotRequest) -> Answer:
     """Checks in FastAPI's order, so both layers answer a request with several faults alike:
     a body over the limit (413), JSON that does not parse (422), the token (401), the
     Idempotency-Key (422), the content type (422), then the order's fields (422)."""
-    rt = app.state.runtime
-    raw = await req.body(rt.settings.max_body_bytes)
+    raw = await req.body(sv.runtime.settings.max_body_bytes)
     content_type = (req.header(b"content-type") or "").split(";", 1)[0].strip().lower()
     is_json = content_type == "application/json" or content_type.endswith("+json")
     body: OrderCreate | None = None
@@ -128,20 +144,20 @@ async def place_order(app: FastAPI, req: HotRequest) -> Answer:
             invalid = [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
             if any(e["type"] == "json_invalid" for e in errors):
                 raise _BodyInvalid(invalid) from None
-    who = _principal(app, req, required=True)
+    who = _principal(sv, req, required=True)
     assert who is not None
     key = check_idempotency_key(req.header(b"idempotency-key"))
     if not is_json:
         raise _BodyInvalid([{"loc": ("body",), "msg": "send the order as application/json", "type": "content_type"}])
     if body is None:
         raise _BodyInvalid(invalid)
-    view = await app.state.orders.place(who, body, key)
+    view = await sv.orders.place(who, body, key)
     return Answer(201, order_json(view))
 
 
-async def event_detail(app: FastAPI, req: HotRequest) -> Answer | None:
-    viewer = _principal(app, req, required=False)
-    body = app.state.events.cached_public(req.param, viewer) or await app.state.events.public(req.param, viewer)
+async def event_detail(sv: Services, req: HotRequest) -> Answer | None:
+    viewer = _principal(sv, req, required=False)
+    body = sv.events.cached_public(req.param, viewer) or await sv.events.public(req.param, viewer)
     if body is None:
         return None  # the host's own view: FastAPI reads, validates and writes it
     return Answer(200, body)
@@ -170,7 +186,7 @@ def _list_query(raw: bytes) -> tuple[int, str | None] | None:
 _LIST_QUERIES: dict[bytes, tuple[int, str | None] | None] = {}
 
 
-async def event_list(app: FastAPI, req: HotRequest) -> Answer | None:
+async def event_list(sv: Services, req: HotRequest) -> Answer | None:
     raw: bytes = req.scope["query_string"]
     if raw in _LIST_QUERIES:
         parsed = _LIST_QUERIES[raw]
@@ -182,10 +198,10 @@ async def event_list(app: FastAPI, req: HotRequest) -> Answer | None:
     if parsed is None:
         return None
     page_size, cursor = parsed
-    limit = app.state.runtime.settings.max_page_size
+    limit = sv.runtime.settings.max_page_size
     if page_size > limit:
         raise InvalidRequest(f"page_size is at most {limit}")
-    events = app.state.events
+    events = sv.events
     body = events.cached_page(cursor, page_size) or await events.browse(
         text=None, starts_from=None, starts_to=None, cursor=cursor, limit=page_size
     )
@@ -211,6 +227,14 @@ class ReservationApp(FastAPI):
     """FastAPI, with the hot routes answered before its own stack (see the module doc)."""
 
     hot_routes: bool = True
+    # Set with ``use``; until then every request goes to FastAPI's stack.
+    services: Services | None = None
+
+    def use(self, runtime: Runtime, orders: OrderService, events: EventService) -> None:
+        """Answer with these services: in ``app.state`` for FastAPI's routes, and as
+        ``services`` for the hot ones."""
+        self.state.runtime, self.state.orders, self.state.events = runtime, orders, events
+        self.services = Services(runtime, orders, events)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_routes and scope["type"] == "http":
@@ -227,13 +251,16 @@ class ReservationApp(FastAPI):
 
     async def _serve(self, found: tuple[str, Handler], scope: Scope, receive: Receive, send: Send, param: str) -> bool:
         """Answer the request; False hands it, untouched, to FastAPI."""
+        services = self.services
+        if services is None:
+            return False
         route, handler = found
         started = time.perf_counter()
         method = scope["method"]
         try:
-            answer = await handler(self, HotRequest(scope, receive, param))
+            answer = await handler(services, HotRequest(scope, receive, param))
         except _TooLarge:
-            response = body_too_large(self.state.runtime.settings.max_body_bytes)
+            response = body_too_large(services.runtime.settings.max_body_bytes)
             status = await _send_response(response, scope, receive, send)
         except _BodyInvalid as exc:
             status = await _send_response(validation_problem(exc.errors), scope, receive, send)
