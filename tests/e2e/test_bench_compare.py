@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.live import ROOT, clean_env
 
 TARGETS = (
     "floor_healthz",
@@ -33,11 +33,10 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
     if shutil.which("wrk") is None and os.geteuid() != 0:
         pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
     server = make_url(mysql_url).set(database=None).render_as_string(hide_password=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "RESERVATION_"))}
     result = subprocess.run(
         [sys.executable, "-m", "bench.compare", "--tiny", "--out", str(tmp_path), "--mysql-url", server],
         cwd=ROOT,
-        env=env,
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=600,
