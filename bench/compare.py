@@ -1206,9 +1206,12 @@ class Bench:
             "wall_s": wall,
             "engine": result,
         }
+        offered = ""
+        if mode != "store-ceiling" and "callers" in result:
+            offered = f" ({result['callers']} callers, {result['call_size']} bookings per call)"
         progress(
             f"  {result['bookings_per_s']:,.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
-            f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}"
+            f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}{offered}"
         )
 
     def run(self, dbs: MariaDB) -> None:
