@@ -1208,7 +1208,8 @@ class Bench:
         }
         offered = ""
         if mode != "store-ceiling" and "callers" in result:
-            offered = f" ({result['callers']} callers, {result['call_size']} bookings per call)"
+            size = result["call_size"]
+            offered = f" ({result['callers']} callers, {size} booking{'' if size == 1 else 's'} per call)"
         progress(
             f"  {result['bookings_per_s']:,.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
             f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}{offered}"
