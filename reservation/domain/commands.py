@@ -122,7 +122,12 @@ class Configure:
 Command = Hold | Confirm | Release | Cancel | Configure
 
 
-@dataclass(frozen=True)
+# The actor makes one BookingView and one Outcome per booking, and nothing changes them
+# afterwards; they are not frozen because a frozen dataclass's __init__ sets each field
+# through object.__setattr__: 2.9 and 2.3 µs against 0.65 and 0.73 here. In alternating
+# engine runs (2-core machine) the actor spent 47.1-48.7 µs of CPU per booking against
+# 49.8-54.2 with them frozen, and committed 13,675-14,107 bookings/s against 13,097-13,521.
+@dataclass
 class BookingView:
     booking_id: str
     order_id: str
@@ -134,7 +139,7 @@ class BookingView:
     created_at: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outcome:
     code: Code
     booking: BookingView | None = None
