@@ -8,8 +8,8 @@ bookings at a time by default (16 calls of 250), so that when a batch commits th
 one is already queued. Offering 2,000 (4 calls of 500), about what the actor's two
 batches in flight hold, left it waiting for calls between commits: 8,541-12,141
 against 13,045-13,229 bookings/s in alternating runs on a 2-core machine, at the same
-CPU per booking (batches of 1,000 against 1,330 on average). Unbatched, every booking is its own
-call and its own transaction (the actor's batch is capped at one booking).
+CPU per booking (batches of 1,000 against 1,330 on average). Unbatched, every booking
+is its own call and its own transaction (the actor's batch is capped at one booking).
 
 ``--store-ceiling`` measures what the store itself accepts: the same rows the actor
 writes for its batches (built beforehand by the store's own code, from commands applied
