@@ -33,7 +33,10 @@ from reservation.domain.commands import (
     Confirm,
     Hold,
     Outcome,
+    OutcomeRow,
     Release,
+    outcome_rows,
+    outcomes_from_rows,
 )
 from reservation.domain.inventory import Effects, Inventory
 from reservation.store.inventory import (
@@ -147,6 +150,22 @@ class Reply:
     stopping: bool = False
     # Seats held (open holds) after the batch, for the front end's gauge.
     held: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Every answer is pickled once in the actor and restored once in a front end:
+        # its outcomes as plain tuples take a quarter of the actor's time to pickle and
+        # half the front end's to restore (1.1 against 4.5 and 2.7 against 5.3 µs per
+        # booking, here). Three alternating engine pairs on a 2-core machine: the actor
+        # 42.6-43.5 against 45.1-48.0 µs of CPU per booking, the callers 21.6-22.1
+        # against 25.2-26.3; bookings/s within the noise (13,428-13,864 against
+        # 13,796-14,788).
+        return _reply, (outcome_rows(self.outcomes), self.batch_sizes, self.commit_seconds, self.stopping, self.held)
+
+
+def _reply(
+    rows: list[OutcomeRow], batch_sizes: list[int], commit_seconds: list[float], stopping: bool, held: int
+) -> Reply:
+    return Reply(outcomes_from_rows(rows), batch_sizes, commit_seconds, stopping, held)
 
 
 @dataclass(slots=True)

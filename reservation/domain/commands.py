@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 # The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
 # pickle through their __dict__, about three times faster than slotted ones.
@@ -151,3 +152,32 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.code is Code.OK
+
+
+# An outcome as a plain tuple: (code, detail, replayed, extra or None, booking fields or
+# None). An actor answers every booking with an outcome; pickled as objects, each
+# outcome and its booking view cost a Python call to pickle and another to restore.
+OutcomeRow = tuple[Code, str, bool, dict[str, int] | None, tuple[Any, ...] | None]
+
+
+def outcome_rows(outcomes: list[Outcome]) -> list[OutcomeRow]:
+    """``outcomes`` as tuples (see ``outcomes_from_rows``), for pickling many at once."""
+    rows: list[OutcomeRow] = []
+    for o in outcomes:
+        b = o.booking
+        rows.append((
+            o.code, o.detail, o.replayed, o.extra or None,
+            None if b is None else (
+                b.booking_id, b.order_id, b.status, b.quantity, b.unit_price_minor, b.currency, b.expires_at,
+                b.created_at,
+            ),
+        ))
+    return rows
+
+
+def outcomes_from_rows(rows: list[OutcomeRow]) -> list[Outcome]:
+    """The outcomes ``outcome_rows`` turned into ``rows``."""
+    return [
+        Outcome(code, None if view is None else BookingView(*view), detail, replayed, extra or {})
+        for code, detail, replayed, extra, view in rows
+    ]

@@ -104,3 +104,37 @@ async def test_calls_in_flight_fail_when_the_actor_side_goes_away() -> None:
     assert channel.closed
     with pytest.raises(ChannelClosed):
         await channel.call(["again"], timeout_s=1)
+
+
+async def test_an_actors_reply_crosses_the_channel_whole() -> None:
+    """Replies travel with their outcomes as plain tuples (``Reply.__reduce__``) and come
+    back as the same outcomes: views, details, replays and extras."""
+    import pickle
+
+    from actors.event_actor import Reply
+    from reservation.domain.commands import BookingStatus, BookingView, Code, Outcome
+
+    outcomes = [
+        Outcome(Code.OK, BookingView("b1", "o1", BookingStatus.HELD, 2, 1500, "EUR", 1_800_000_600.0, 1_800_000_000.0)),
+        Outcome(Code.SOLD_OUT, detail="2 seat(s) asked, 0 available"),
+        Outcome(Code.OK, BookingView("b2", "o2", BookingStatus.CONFIRMED, 1, 1500, "EUR", None, 1.5), replayed=True),
+        Outcome(Code.INVALID, detail="capacity below sold", extra={"sold": 3, "held": 1}),
+    ]
+    sent = Reply(outcomes, [4], [0.012], stopping=True, held=2)
+
+    async def serve(commands: list[str]) -> Reply:
+        return sent
+
+    server, endpoint = await _served(serve)  # type: ignore[arg-type]
+    channel = await Channel.open(endpoint)
+    try:
+        got = await channel.call(["one"], timeout_s=5)
+    finally:
+        channel.close()
+        server.close()
+    assert got == sent
+    assert got.outcomes[0].booking.status is BookingStatus.HELD
+    assert got.outcomes[3].extra == {"sold": 3, "held": 1} and got.outcomes[1].extra == {}
+    # No outcome or view is pickled as an object of its own.
+    data = pickle.dumps(sent, protocol=5)
+    assert b"BookingView" not in data and b"Outcome" not in data
