@@ -8,8 +8,9 @@ retried command apply at most once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 # The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
@@ -160,19 +161,16 @@ class Outcome:
 OutcomeRow = tuple[Code, str, bool, dict[str, int] | None, tuple[Any, ...] | None]
 
 
+# A view's fields in their order, as BookingView(*values) takes them back.
+_view_values = attrgetter(*(f.name for f in fields(BookingView)))
+
+
 def outcome_rows(outcomes: list[Outcome]) -> list[OutcomeRow]:
     """``outcomes`` as tuples (see ``outcomes_from_rows``), for pickling many at once."""
-    rows: list[OutcomeRow] = []
-    for o in outcomes:
-        b = o.booking
-        rows.append((
-            o.code, o.detail, o.replayed, o.extra or None,
-            None if b is None else (
-                b.booking_id, b.order_id, b.status, b.quantity, b.unit_price_minor, b.currency, b.expires_at,
-                b.created_at,
-            ),
-        ))
-    return rows
+    return [
+        (o.code, o.detail, o.replayed, o.extra or None, None if o.booking is None else _view_values(o.booking))
+        for o in outcomes
+    ]
 
 
 def outcomes_from_rows(rows: list[OutcomeRow]) -> list[Outcome]:

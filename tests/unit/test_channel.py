@@ -110,6 +110,7 @@ async def test_an_actors_reply_crosses_the_channel_whole() -> None:
     """Replies travel with their outcomes as plain tuples (``Reply.__reduce__``) and come
     back as the same outcomes: views, details, replays and extras."""
     import pickle
+    from dataclasses import fields
 
     from actors.event_actor import Reply
     from reservation.domain.commands import BookingStatus, BookingView, Code, Outcome
@@ -135,6 +136,8 @@ async def test_an_actors_reply_crosses_the_channel_whole() -> None:
     assert got == sent
     assert got.outcomes[0].booking.status is BookingStatus.HELD
     assert got.outcomes[3].extra == {"sold": 3, "held": 1} and got.outcomes[1].extra == {}
+    # A field added to Outcome must be added to its row too (commands.outcome_rows).
+    assert [f.name for f in fields(Outcome)] == ["code", "booking", "detail", "replayed", "extra"]
     # No outcome or view is pickled as an object of its own.
     data = pickle.dumps(sent, protocol=5)
     assert b"BookingView" not in data and b"Outcome" not in data
