@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import random
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from typing import Any
 
 import pytest
 
 from actors.channel import FRAME, HELLO, MAX_FRAME, Channel, ChannelClosed, ChannelServer, Endpoint
+from actors.event_actor import Reply
+from reservation.domain.commands import BookingStatus, BookingView, Code, Outcome
 
 
 class Echo:
@@ -24,7 +30,7 @@ class Echo:
         return [c.upper() for c in commands]
 
 
-async def _served(serve: Echo) -> tuple[ChannelServer, Endpoint]:
+async def _served(serve: Callable[[list[Any]], Awaitable[Any]]) -> tuple[ChannelServer, Endpoint]:
     server = ChannelServer(serve, host="127.0.0.1")
     return server, await server.start()
 
@@ -109,12 +115,6 @@ async def test_calls_in_flight_fail_when_the_actor_side_goes_away() -> None:
 async def test_an_actors_reply_crosses_the_channel_whole() -> None:
     """Replies travel with their outcomes as plain tuples (``Reply.__reduce__``) and come
     back as the same outcomes: views, details, replays and extras."""
-    import pickle
-    from dataclasses import fields
-
-    from actors.event_actor import Reply
-    from reservation.domain.commands import BookingStatus, BookingView, Code, Outcome
-
     outcomes = [
         Outcome(Code.OK, BookingView("b1", "o1", BookingStatus.HELD, 2, 1500, "EUR", 1_800_000_600.0, 1_800_000_000.0)),
         Outcome(Code.SOLD_OUT, detail="2 seat(s) asked, 0 available"),
@@ -126,7 +126,7 @@ async def test_an_actors_reply_crosses_the_channel_whole() -> None:
     async def serve(commands: list[str]) -> Reply:
         return sent
 
-    server, endpoint = await _served(serve)  # type: ignore[arg-type]
+    server, endpoint = await _served(serve)
     channel = await Channel.open(endpoint)
     try:
         got = await channel.call(["one"], timeout_s=5)
