@@ -114,12 +114,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: ReservationApp) -> AsyncIterator[None]:
-        owned = app.state.runtime is None
+        owned = app.services is None
         if owned:
             _connect_ray(settings)
-            app.state.runtime = Runtime.create(settings)
-        rt: Runtime = app.state.runtime
-        app.use(rt, OrderService(rt), EventService(rt))
+            made = Runtime.create(settings)
+            app.use(made, OrderService(made), EventService(made))
+        assert app.services is not None
+        rt = app.services.runtime
         # Everything loaded so far lives as long as the process: out of the cyclic
         # collector's sight, its full passes walk only what requests create.
         gc.collect()
@@ -142,7 +143,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.hot_routes = settings.hot_routes
-    app.state.runtime = runtime
     if runtime is not None:
         app.use(runtime, OrderService(runtime), EventService(runtime))
     problems.install(app)

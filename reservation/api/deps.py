@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,6 +13,9 @@ from reservation.errors import Forbidden, InvalidRequest, Unauthorized
 from reservation.runtime import Runtime
 from reservation.services.events import EventService
 from reservation.services.orders import OrderService
+
+if TYPE_CHECKING:
+    from reservation.api.hot import Services
 
 # Every dependency is `async def`: FastAPI runs plain `def` dependencies in a thread
 # pool, a thread hop per dependency per request on the hot path.
@@ -43,16 +46,22 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+def services(request: Request) -> Services:
+    """The app's services (``ReservationApp.use``), there once it has started."""
+    found: Services | None = request.app.services
+    assert found is not None, "the app serves requests only once it has started"
+    return found
+
+
 async def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
+    return services(request).runtime
 
 
 async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     token = None if credentials is None else credentials.credentials
-    principal = principal_for(request.app.state.runtime, token, required=True)
+    principal = principal_for(services(request).runtime, token, required=True)
     assert principal is not None
     return principal
 
@@ -61,7 +70,7 @@ async def optional_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal | None:
     token = None if credentials is None else credentials.credentials
-    return principal_for(request.app.state.runtime, token, required=False)
+    return principal_for(services(request).runtime, token, required=False)
 
 
 async def current_host(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
@@ -83,13 +92,11 @@ async def idempotency_key(
 
 
 async def order_service(request: Request) -> OrderService:
-    service: OrderService = request.app.state.orders
-    return service
+    return services(request).orders
 
 
 async def event_service(request: Request) -> EventService:
-    service: EventService = request.app.state.events
-    return service
+    return services(request).events
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]

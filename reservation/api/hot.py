@@ -227,13 +227,12 @@ class ReservationApp(FastAPI):
     """FastAPI, with the hot routes answered before its own stack (see the module doc)."""
 
     hot_routes: bool = True
-    # Set with ``use``; until then every request goes to FastAPI's stack.
+    # Set with ``use``, for the hot routes and FastAPI's alike (``deps``); until then
+    # every request goes to FastAPI's stack.
     services: Services | None = None
 
     def use(self, runtime: Runtime, orders: OrderService, events: EventService) -> None:
-        """Answer with these services: in ``app.state`` for FastAPI's routes, and as
-        ``services`` for the hot ones."""
-        self.state.runtime, self.state.orders, self.state.events = runtime, orders, events
+        """Answer with these services."""
         self.services = Services(runtime, orders, events)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
