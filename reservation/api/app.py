@@ -23,8 +23,6 @@ from reservation.api.routes import accounts, events, ops, orders
 from reservation.cluster import join_ray
 from reservation.config import Settings, get_settings
 from reservation.runtime import Runtime
-from reservation.services.events import EventService
-from reservation.services.orders import OrderService
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +115,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         owned = app.services is None
         if owned:
             _connect_ray(settings)
-            made = Runtime.create(settings)
-            app.use(made, OrderService(made), EventService(made))
+            app.use(Runtime.create(settings))
         assert app.services is not None
         rt = app.services.runtime
         # Everything loaded so far lives as long as the process: out of the cyclic
@@ -144,7 +141,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.hot_routes = settings.hot_routes
     if runtime is not None:
-        app.use(runtime, OrderService(runtime), EventService(runtime))
+        app.use(runtime)
     problems.install(app)
     for module in (accounts, events, orders, ops):
         app.include_router(module.router)

@@ -36,11 +36,11 @@ from reservation.api.problems import body_too_large, response_for, validation_pr
 from reservation.api.schemas import OrderCreate, order_json
 from reservation.auth import Principal
 from reservation.errors import InvalidRequest
+from reservation.services.events import EventService
+from reservation.services.orders import OrderService
 
 if TYPE_CHECKING:
     from reservation.runtime import Runtime
-    from reservation.services.events import EventService
-    from reservation.services.orders import OrderService
 
 JSON = b"application/json"
 HEALTHY = orjson.dumps({"status": "ok"})
@@ -231,9 +231,9 @@ class ReservationApp(FastAPI):
     # every request goes to FastAPI's stack.
     services: Services | None = None
 
-    def use(self, runtime: Runtime, orders: OrderService, events: EventService) -> None:
-        """Answer with these services."""
-        self.services = Services(runtime, orders, events)
+    def use(self, runtime: Runtime) -> None:
+        """Answer with this runtime's services."""
+        self.services = Services(runtime, OrderService(runtime), EventService(runtime))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_routes and scope["type"] == "http":
