@@ -488,15 +488,21 @@ def _row_literals(
 ) -> list[str]:
     """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column.
 
-    A column of only strings is escaped as one text (its values joined by a separator
-    the escaping leaves alone) and quoted by one replace; a column of only ints is
-    ``str``'d by ``map``. Both stay in C, where a call per value (what ``literal`` costs)
-    was a third of an actor's CPU per booking. A column holding anything else, or a
-    separator inside a value, goes value by value.
+    A column with one value in every row (a batch's event, currency, status and times)
+    is rendered once. A column of only strings is escaped as one text (its values joined
+    by a separator the escaping leaves alone) and quoted by one replace; a column of
+    only ints is ``str``'d by ``map``. Both stay in C, where a call per value (what
+    ``literal`` costs) was a third of an actor's CPU per booking. A column holding
+    anything else, or a separator inside a value, goes value by value.
     """
     n = len(rows)
     columns: list[list[str]] = []
     for column in zip(*rows, strict=True):
+        first = column[0]
+        # Values equal to the first render as it does (True and 1 both as 1).
+        if column.count(first) == n:
+            columns.append([literal(first)] * n)
+            continue
         kinds = set(map(type, column))
         if kinds == {str}:
             text = escape(_SEP.join(column))
@@ -520,11 +526,14 @@ _QUOTED_SEP = "'\x01'"
 
 
 def _order_status(status: BookingStatus) -> str:
-    return {
-        BookingStatus.HELD: "pending",
-        BookingStatus.CONFIRMED: "confirmed",
-        BookingStatus.CANCELLED: "cancelled",
-    }.get(status, "rejected")
+    return _ORDER_STATUS.get(status, "rejected")
+
+
+_ORDER_STATUS = {
+    BookingStatus.HELD: "pending",
+    BookingStatus.CONFIRMED: "confirmed",
+    BookingStatus.CANCELLED: "cancelled",
+}
 
 
 _INSERT_HEADS: dict[RowTable, str] = {}

@@ -3,7 +3,8 @@
 On MariaDB a group commit goes out as one query with its values inlined. Rows are
 rendered column by column (one escaping pass per column of strings); these properties
 hold that rendering to the driver's own quoting of each value, one at a time, for
-any text, including the separator the column pass joins on, quotes and backslashes.
+any text, including the separator the column pass joins on, quotes and backslashes,
+and for columns with one value in every row (rendered once).
 """
 
 from __future__ import annotations
@@ -29,9 +30,20 @@ COLUMN_KINDS = {
 
 @st.composite
 def tables(draw: st.DrawFn) -> list[tuple[Any, ...]]:
-    kinds = draw(st.lists(st.sampled_from(sorted(COLUMN_KINDS)), min_size=1, max_size=6))
+    kinds = draw(st.lists(st.sampled_from([*COLUMN_KINDS, "same"]), min_size=1, max_size=6))
     n = draw(st.integers(min_value=1, max_value=12))
-    return [tuple(draw(COLUMN_KINDS[k]) for k in kinds) for _ in range(n)]
+    # A "same" column holds one value (or values equal to it: 1 and True) in every row,
+    # as a batch's event, status and times do.
+    same = {i: draw(COLUMN_KINDS["mixed"]) for i, k in enumerate(kinds) if k == "same"}
+
+    def value(i: int, kind: str) -> Any:
+        if kind != "same":
+            return draw(COLUMN_KINDS[kind])
+        if type(same[i]) in (int, bool) and same[i] in (0, 1) and draw(st.booleans()):
+            return bool(same[i]) if type(same[i]) is int else int(same[i])
+        return same[i]
+
+    return [tuple(value(i, k) for i, k in enumerate(kinds)) for _ in range(n)]
 
 
 def quoted(value: Any, no_backslash_escapes: bool) -> str:
