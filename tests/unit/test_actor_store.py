@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
+from reservation.domain.commands import Attendee
 from reservation.store.link import Target, UnsupportedURL, target_for
-from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS
-from reservation.store.schema import bookings, orders, written_columns
+from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, attendees_json
+from reservation.store.schema import attendees_from_json, bookings, orders, written_columns
 
 
 def test_the_rows_the_actor_writes_are_the_schema_s_columns() -> None:
@@ -17,6 +18,14 @@ def test_the_rows_the_actor_writes_are_the_schema_s_columns() -> None:
     assert BOOKINGS.columns == tuple(c.name for c in written_columns(bookings))
     assert (ORDERS.name, BOOKINGS.name) == (orders.name, bookings.name)
     assert set(BOOKING_READ) <= set(bookings.columns.keys())
+
+
+def test_a_booking_s_attendees_are_stored_as_a_json_list_of_names_and_emails() -> None:
+    people = [Attendee("Ann \"A\" O'Neil", "ann@example.com"), Attendee("Bob")]
+    text = attendees_json(people)
+    assert text == '[{"name":"Ann \\"A\\" O\'Neil","email":"ann@example.com"},{"name":"Bob","email":null}]'
+    assert attendees_from_json(text) == [{"name": a.name, "email": a.email} for a in people]
+    assert attendees_json(iter(people)) == text == attendees_json(tuple(people))
 
 
 def test_an_event_actor_process_does_not_import_sqlalchemy() -> None:
