@@ -237,22 +237,22 @@ class Inventory:
                 confirmed = self._confirm_booking(existing, now)
                 return replace(confirmed, replayed=outcome.replayed or confirmed.replayed)
             return outcome
-        if not 1 <= cmd.quantity <= MAX_QUANTITY:
+        quantity = cmd.quantity
+        if not 1 <= quantity <= MAX_QUANTITY:
             return self._reject(new, Code.INVALID, f"quantity must be between 1 and {MAX_QUANTITY}")
         if cmd.ttl_s <= 0:
             return self._reject(new, Code.INVALID, "hold time must be positive")
         if not self.on_sale:
             return self._reject(new, Code.SALES_PAUSED, "sales for this event are paused")
-        if cmd.quantity > self.available:
-            return self._reject(
-                new, Code.SOLD_OUT, f"{cmd.quantity} seat(s) asked, {self.available} available"
-            )
+        # ``available`` spelled out: this is the one check every booking passes.
+        if quantity > self.capacity + self.oversell_capacity - self.sold - self.held:
+            return self._reject(new, Code.SOLD_OUT, f"{quantity} seat(s) asked, {self.available} available")
         confirm = cmd.confirm
         booking = Booking(
             booking_id=cmd.booking_id,
             order_id=cmd.order_id,
             account_id=cmd.account_id,
-            quantity=cmd.quantity,
+            quantity=quantity,
             unit_price_minor=self.price_minor,
             status=BookingStatus.CONFIRMED if confirm else BookingStatus.HELD,
             created_at=now,
@@ -263,9 +263,9 @@ class Inventory:
         self._created[booking.booking_id] = booking
         self._counters_changed = True
         if confirm:
-            self.sold += booking.quantity
+            self.sold += quantity
         else:
-            self.held += booking.quantity
+            self.held += quantity
             assert booking.expires_at is not None
             heapq.heappush(self._expiries, (booking.expires_at, booking.booking_id))
         if new is not None:
