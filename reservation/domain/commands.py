@@ -1,7 +1,7 @@
 """Commands an event's inventory accepts, and the outcomes it answers with.
 
-Commands are plain, immutable values so that they cross process boundaries (front
-end -> Ray actor) cheaply and can be replayed in tests. Every command carries an id;
+Commands are plain values, never changed once made, so that they cross process
+boundaries (front end -> Ray actor) cheaply and can be replayed in tests. Every command carries an id;
 booking-creating commands carry deterministic booking ids, which is what makes a
 retried command apply at most once.
 """
@@ -15,6 +15,10 @@ from typing import Any
 
 # The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
 # pickle through their __dict__, about three times faster than slotted ones.
+# A one-event order is one Hold with its NewOrder and an Attendee per seat, made in a
+# front end for every booking: those three are not frozen (as BookingView and Outcome,
+# below), whose __init__ would set each field through object.__setattr__ (1.65, 0.86
+# and 0.52 µs against 0.34, 0.28 and 0.24 here). The rarer commands stay frozen.
 
 
 class BookingStatus(StrEnum):
@@ -45,13 +49,13 @@ class Code(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attendee:
     name: str
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class NewOrder:
     """An order created together with its single booking (the one-event fast path).
 
@@ -65,7 +69,7 @@ class NewOrder:
     idempotency_key: str | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Hold:
     """Hold seats for a booking; with ``confirm``, hold and confirm them at once.
 
