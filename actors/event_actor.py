@@ -617,12 +617,13 @@ class EventActor:
         every one of them, and on this machine that stalled a batch (and every caller in
         it) for tens of milliseconds. Once a second, what the young passes left is
         frozen: full passes skip it, while reference counting still frees it when memory
-        lets it go. Freezing costs nothing; a pass of its own before it did (the young
-        and middle generations: 21-38 ms once a second in the engine at 16,000
-        bookings/s on a 2-core machine, collecting nothing). Without it, the few cycles
-        made since the last young pass are frozen with the rest (the young passes found
-        about 140 objects in cycles a second there). Every FULL_GC_EVERY_S it is all
-        thawed and collected once, for any cycle that was frozen along the way.
+        lets it go. Freezing costs nothing; a collection of the young and middle
+        generations just before it, as there once was, took 21-38 ms each second in the
+        engine at 16,000 bookings/s on a 2-core machine and collected nothing. Without
+        it, the few cycles made since the last young pass are frozen with the rest (the
+        young passes found about 140 objects in cycles a second there). Every
+        FULL_GC_EVERY_S it is all thawed and collected once, for any cycle that was
+        frozen along the way.
         """
         now = time.monotonic()
         if now - self._collected_at >= FULL_GC_EVERY_S:

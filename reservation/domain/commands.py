@@ -1,9 +1,9 @@
 """Commands an event's inventory accepts, and the outcomes it answers with.
 
 Commands are plain values, never changed once made, so that they cross process
-boundaries (front end -> Ray actor) cheaply and can be replayed in tests. Every command carries an id;
-booking-creating commands carry deterministic booking ids, which is what makes a
-retried command apply at most once.
+boundaries (front end -> Ray actor) cheaply and can be replayed in tests. Every command
+carries an id; booking-creating commands carry deterministic booking ids, which is what
+makes a retried command apply at most once.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def attendees_json(people: Iterable[Attendee]) -> str:
     """``bookings.attendees`` for these attendees, in order: ``[{"name", "email"}]``.
 
     orjson writes a dataclass as an object of its fields in their order, which for
-    ``Attendee`` is the column's form (0.4 against 1.0 us for one attendee building
+    ``Attendee`` is the column's form (0.4 against 1.0 µs for one attendee building
     the dicts first, here; the actor renders one per booking).
     """
     return orjson.dumps(tuple(people)).decode()
