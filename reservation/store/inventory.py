@@ -512,9 +512,6 @@ def _row_literals(
         elif kinds == {int}:
             columns.append(list(map(str, column)))
             continue
-        elif kinds == {type(None)}:
-            columns.append(["NULL"] * n)
-            continue
         columns.append(list(map(literal, column)))
     return ["(" + ", ".join(row) + ")" for row in zip(*columns, strict=True)]
 
