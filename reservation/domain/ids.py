@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 
 # Fixed namespace so that the same (account, Idempotency-Key) maps to the same order
 # id in every process, on every machine, across restarts.
@@ -14,13 +15,51 @@ _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
 def new_id() -> str:
-    """A UUIDv7-style id: 48 bits of milliseconds then randomness (B-tree friendly)."""
+    """A UUIDv7: 48 bits of Unix milliseconds first (B-tree friendly), then 74 random
+    bits around the version and variant.
+
+    The random parts are drawn from the OS 256 at a time: one ``os.urandom`` call per id
+    was most of an id's cost (1.15 against 0.47 µs here), and front ends make one or two
+    per booking. A forked child drops what its parent drew (``_forget_drawn``).
+    """
+    global _tails, _head
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80 | rand
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return _text(value.to_bytes(16, "big"))
+    stamp, head = _head
+    if stamp != millis:
+        text = f"{millis & 0xFFFFFFFFFFFF:012x}"
+        head = text[:8] + "-" + text[8:] + "-"
+        _head = (millis, head)
+    while (tail := next(_tails, None)) is None:
+        _tails = _draw_tails()
+    return head + tail
+
+
+def _draw_tails() -> Iterator[str]:
+    """Id tails, ``7xxx-Vxxx-xxxxxxxxxxxx``: 10 random bytes each, of which the first
+    nibble gives way to the version and two bits of the fifth to the variant."""
+    h = os.urandom(10 * _TAILS_PER_DRAW).hex()
+    return iter(
+        [
+            f"7{h[i + 1 : i + 4]}-{_VARIANT[h[i + 4]]}{h[i + 5 : i + 8]}-{h[i + 8 : i + 20]}"
+            for i in range(0, len(h), 20)
+        ]
+    )
+
+
+_TAILS_PER_DRAW = 256
+# A random hex digit's low two bits under the RFC 4122 variant's 0b10.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+# Tails drawn and not yet used; the millisecond last seen and its text.
+_tails: Iterator[str] = iter(())
+_head: tuple[int, str] = (-1, "")
+
+
+def _forget_drawn() -> None:
+    global _tails
+    _tails = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_drawn)
 
 
 def order_id_for_key(account_id: str, idempotency_key: str) -> str:
