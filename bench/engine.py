@@ -150,7 +150,7 @@ async def _drive(
 
 
 async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch: int) -> dict[str, Any]:
-    from reservation.store.inventory import InventoryStore, Part, batch_statements
+    from reservation.store.inventory import InventoryStore, Part, Query, batch_statements, send_queries
     from reservation.store.link import connect
 
     store = InventoryStore(url, event)
@@ -161,7 +161,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     # ("ran_out") and its rate still counts what it sent.
     budget = max(4, int(seconds * 100_000 / batch))
     # Per batch: its new rows, then the rest (the fenced counters first).
-    texts: list[tuple[list[str], list[str]]] = []
+    texts: list[tuple[list[Query], list[Query]]] = []
     for _ in range(budget):
         now = time.time()
         for command in booking_commands(host, batch):
@@ -185,22 +185,10 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     previous = asyncio.Event()
     previous.set()
 
-    async def run(cursor: Any, queries: list[str]) -> int:
-        """Run the queries; answers the first one's row count."""
-        first = -1
-        for query in queries:
-            await cursor.execute(query)
-            if first < 0:
-                first = int(cursor.rowcount)
-            while await cursor.nextset():
-                pass
-        return first
-
     async def sender() -> None:
         nonlocal booked, errors, previous
         conn = (await connect(store.target)).driver  # as the actor connects
         try:
-            cursor = await conn.cursor()
             while time.monotonic() < stop:
                 parts = next(queue, None)
                 if parts is None:
@@ -212,11 +200,11 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
                 try:
                     ahead = not before.is_set()
                     if ahead:
-                        await run(cursor, new_rows)
+                        await send_queries(conn, new_rows, fenced=False)
                     await before.wait()
-                    fenced = await run(cursor, rest) == 0
+                    fenced = await send_queries(conn, rest) == 0
                     if not ahead:  # the actor sends both in one query here
-                        await run(cursor, new_rows)
+                        await send_queries(conn, new_rows, fenced=False)
                 finally:
                     ran.set()
                 await conn.commit()

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import sqlite3
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from pymysql.converters import escape_string
 from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
-from reservation.store.link import Link, Target, connect, target_for
+from reservation.store.link import Link, Target, connect, loaded_warnings, offer_loads, quiet_cursor, target_for
 from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, RowTable, attendees_json
 
 
@@ -350,20 +351,24 @@ def batch_statements(
 class Statements:
     """Statements of one batch in the driver's own SQL (``%s`` marks), run in order.
 
-    MySQL/MariaDB (``inline``) get them as one multi-statement query with the values
-    inlined as literals (escaped by the driver's own rules), so a batch costs one round
-    trip before its COMMIT instead of one per statement. SQLite runs inside this process;
-    there each statement goes through the driver with bound parameters. Neither goes
-    through a query layer's per-row parameter processing (SQLAlchemy's cost more than
-    the database's own work at large batches).
+    MySQL/MariaDB (``inline``) get them as one multi-statement query, so a batch costs
+    one round trip before its COMMIT instead of one per statement: updates with their
+    values inlined as literals (escaped by the driver's own rules), new rows as one
+    ``LOAD DATA LOCAL`` per table whose rows go along from memory (``link``): MariaDB
+    spends about 0.7 of the CPU per booking on loaded rows that it spends parsing an
+    INSERT's literals (docs/design.md). SQLite runs inside this process; there each
+    statement goes through the driver with bound parameters. Neither goes through a
+    query layer's per-row parameter processing (SQLAlchemy's cost more than the
+    database's own work at large batches).
     """
 
     def __init__(self, inline: bool) -> None:
         self.inline = inline
-        self._items: list[tuple[str, list[tuple[Any, ...]], bool]] = []
+        # (SQL, rows, the table new rows go to; None for an update)
+        self._items: list[tuple[str, list[tuple[Any, ...]], RowTable | None]] = []
 
     def add(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._items.append((sql, [params], False))
+        self._items.append((sql, [params], None))
 
     def insert(self, table: RowTable, rows: list[tuple[Any, ...]]) -> None:
         """Rows are tuples in the order of the table's ``columns``."""
@@ -372,7 +377,7 @@ class Statements:
         head = _INSERT_HEADS.get(table)
         if head is None:
             head = _INSERT_HEADS[table] = f"INSERT INTO {table.name} ({', '.join(table.columns)}) VALUES "
-        self._items.append((head, rows, True))
+        self._items.append((head, rows, table))
 
     async def run(self, link: Link, part: Part = Part.ALL) -> int:
         """Run ``part`` of the statements on ``link``; answers the first update's row
@@ -382,12 +387,14 @@ class Statements:
         back, and an error a later statement raised would only hide the reason.
         """
         if self.inline:
-            return await self._run_inline(link.driver, part)
+            driver = link.driver
+            no_backslash_escapes = bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+            return await send_queries(driver, self.queries(no_backslash_escapes, part), part.fenced)
         first = -1 if part.fenced else 1
-        for sql, rows, is_insert in self._items:
-            if not part.takes(is_insert):
+        for sql, rows, table in self._items:
+            if not part.takes(table is not None):
                 continue
-            if is_insert:
+            if table is not None:
                 await link.execute_many(sql + "(" + _marks(len(rows[0])) + ")", rows)
                 continue
             count = await link.execute(sql, rows[0])
@@ -397,13 +404,13 @@ class Statements:
                     break
         return first
 
-    def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL) -> list[str]:
-        """``part`` of the statements as MySQL/MariaDB query texts, values inlined as
-        literals (none if the part is empty).
+    def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL) -> list[Query]:
+        """``part`` of the statements as MySQL/MariaDB queries (none if the part is empty).
 
-        Statements (long inserts split into several) are packed into queries of at most
-        MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
-        becomes a few round trips instead of one the server would refuse.
+        Statements are packed into queries of at most MAX_QUERY_CHARS characters, inside
+        max_allowed_packet (a long list of ids to update takes a few round trips instead
+        of one the server would refuse); a load's rows go as data packets of their own
+        and do not count.
         """
         if no_backslash_escapes:
 
@@ -427,73 +434,115 @@ class Statements:
                 return "'" + escape(str(value)) + "'"
             raise TypeError(f"no SQL literal for {kind.__name__}")
 
-        queries: list[list[str]] = [[]]
+        queries = [Query()]
         size = 0
-
-        def add(statement: str) -> None:
-            nonlocal size
-            if queries[-1] and size + len(statement) > MAX_QUERY_CHARS:
-                queries.append([])
+        for sql, rows, table in self._items:
+            if not part.takes(table is not None):
+                continue
+            loads: dict[str, bytes] = {}
+            if table is None:
+                statement = sql % tuple(map(literal, rows[0]))
+            else:
+                name = f"rows-{next(_LOAD_NAMES)}"
+                statement = _LOAD_STATEMENT.format(name=name, table=table.name, columns=", ".join(table.columns))
+                loads[name] = load_data(rows)
+            query = queries[-1]
+            if query.statements and size + len(statement) > MAX_QUERY_CHARS:
+                query = Query()
+                queries.append(query)
                 size = 0
-            queries[-1].append(statement)
+            query.statements.append(statement)
+            query.rows.append(len(rows) if table is not None else None)
+            query.loads.update(loads)
             size += len(statement) + 2
+        return [query for query in queries if query.statements]
 
-        for sql, rows, is_insert in self._items:
-            if not part.takes(is_insert):
-                continue
-            if not is_insert:
-                add(sql % tuple(map(literal, rows[0])))
-                continue
-            values: list[str] = []
-            length = len(sql)
-            for value in _row_literals(rows, escape, literal):
-                if values and length + len(value) > MAX_QUERY_CHARS:
-                    add(sql + ", ".join(values))
-                    values, length = [], len(sql)
-                values.append(value)
-                length += len(value) + 2
-            add(sql + ", ".join(values))
-        return [";\n".join(query) for query in queries if query]
 
-    async def _run_inline(self, driver: Any, part: Part) -> int:
-        no_backslash_escapes = bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-        queries = self.queries(no_backslash_escapes, part)
-        if not queries:
-            return 1
-        cursor = await driver.cursor()
-        try:
-            # Without the fence, every result counts.
-            first = -1 if part.fenced else 1
-            for query in queries:
-                await cursor.execute(query)
+@dataclass(slots=True)
+class Query:
+    """One round trip to MySQL/MariaDB: its statements, and for each the number of rows
+    it loads (None for an update), with those rows by the name its LOAD DATA gives."""
+
+    statements: list[str] = field(default_factory=list)
+    rows: list[int | None] = field(default_factory=list)
+    loads: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return ";\n".join(self.statements)
+
+
+async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -> int:
+    """Run the queries on an actor's connection (``link.connect``); answers the first
+    statement's row count (the fence) if ``fenced``, else 1.
+
+    ``LOAD DATA LOCAL`` takes a duplicate key as a row to skip, and a value it must cut
+    or change as a warning, where an INSERT fails: a load that wrote fewer rows than it
+    was given raises IntegrityError (the batch runs again and finds the rows it meets),
+    one that warned raises DataError. Either way the caller rolls back.
+    """
+    cursor = await quiet_cursor(driver)
+    try:
+        first = -1 if fenced else 1
+        for query in queries:
+            offer_loads(driver, query.loads)
+            problem: pymysql.err.Error | None = None
+            await cursor.execute(query.text)
+            for expected in query.rows:
                 if first < 0:
                     first = int(cursor.rowcount)
-                # Read every result: a later statement's error surfaces here, and the
-                # connection must be drained before the next query, COMMIT or ROLLBACK.
-                if first == 1:
+                    if first != 1:
+                        break
+                if expected is not None and problem is None:
+                    problem = _load_problem(cursor, expected)
+                if not await cursor.nextset():
+                    break
+            # Read every result: a later statement's error surfaces here, and the
+            # connection must be drained before the next query, COMMIT or ROLLBACK.
+            if first != 1:
+                with contextlib.suppress(pymysql.err.Error):
                     while await cursor.nextset():
                         pass
-                else:
-                    with contextlib.suppress(pymysql.err.Error):
-                        while await cursor.nextset():
-                            pass
-                    break
-        finally:
-            await cursor.close()
-        return first
+                return first
+            while await cursor.nextset():
+                pass
+            if problem is not None:
+                raise problem
+    finally:
+        await cursor.close()
+    return first
 
 
-def _row_literals(
-    rows: list[tuple[Any, ...]], escape: Callable[[str], str], literal: Callable[[Any], str]
-) -> list[str]:
-    """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column.
+def _load_problem(cursor: Any, expected: int) -> pymysql.err.Error | None:
+    loaded = int(cursor.rowcount)
+    if loaded != expected:
+        return pymysql.err.IntegrityError(1062, f"a load wrote {loaded} of {expected} rows: a key used before")
+    warned = loaded_warnings(cursor)
+    if warned:
+        return pymysql.err.DataError(1265, f"a load of {expected} rows gave {warned} warnings (a value out of range)")
+    return None
+
+
+# Names a batch's loads go by; a connection serves a name once (``link``).
+_LOAD_NAMES = itertools.count(1)
+# The format of ``load_data``: fields end at a tab, rows at a newline, a backslash
+# escapes, \N is NULL. Spelled out in hex, which reads the same in every SQL mode (with
+# NO_BACKSLASH_ESCAPES, LOAD DATA's default is to escape nothing).
+_LOAD_STATEMENT = (
+    "LOAD DATA LOCAL INFILE '{name}' INTO TABLE {table} CHARACTER SET utf8mb4 "
+    "FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({columns})"
+)
+
+
+def load_data(rows: list[tuple[Any, ...]]) -> bytes:
+    """Rows as ``LOAD DATA`` reads them in its default format, rendered column by column.
 
     A column with one value in every row (a batch's event, currency, status and times)
     is rendered once. A column of only strings is escaped as one text (its values joined
-    by a separator the escaping leaves alone) and quoted by one replace; a column of
-    only ints is ``str``'d by ``map``. Both stay in C, where a call per value (what
-    ``literal`` costs) was a third of an actor's CPU per booking. A column holding
-    anything else, or a separator inside a value, goes value by value.
+    by a separator the escaping leaves alone) and split again; a column of only ints is
+    ``str``'d by ``map``. Both stay in C, where a call per value cost a third of an
+    actor's CPU per booking. A column holding anything else, or a separator inside a
+    value, goes value by value.
     """
     n = len(rows)
     columns: list[list[str]] = []
@@ -501,25 +550,40 @@ def _row_literals(
         first = column[0]
         # Values equal to the first render as it does (True and 1 both as 1).
         if column.count(first) == n:
-            columns.append([literal(first)] * n)
+            columns.append([_field(first)] * n)
             continue
         kinds = set(map(type, column))
         if kinds == {str}:
-            text = escape(_SEP.join(column))
+            text = _escape_field(_SEP.join(column))
             if text.count(_SEP) == n - 1:
-                columns.append(("'" + text.replace(_SEP, _QUOTED_SEP) + "'").split(_SEP))
+                columns.append(text.split(_SEP))
                 continue
         elif kinds == {int}:
             columns.append(list(map(str, column)))
             continue
-        columns.append(list(map(literal, column)))
-    return ["(" + ", ".join(row) + ")" for row in zip(*columns, strict=True)]
+        columns.append(list(map(_field, column)))
+    return "".join(["\t".join(row) + "\n" for row in zip(*columns, strict=True)]).encode()
 
 
-# Joins a column's strings for one escaping pass: neither escaping (backslash or quote
-# doubling) touches it, so splitting on it afterwards gives back each value's text.
+def _escape_field(text: str) -> str:
+    """Text as a field of LOAD DATA's default format: backslash, tab, newline and NUL
+    escaped by a backslash (a carriage return and the rest go as they are)."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\0", "\\0")
+
+
+def _field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return _escape_field(str(value))
+    if isinstance(value, int):  # bool and int subclasses
+        return str(int(value))
+    raise TypeError(f"no LOAD DATA field for {type(value).__name__}")
+
+
+# Joins a column's strings for one escaping pass: the escaping does not touch it, so
+# splitting on it afterwards gives back each value's text.
 _SEP = "\x01"
-_QUOTED_SEP = "'\x01'"
 
 
 def _order_status(status: BookingStatus) -> str:
@@ -534,8 +598,8 @@ _ORDER_STATUS = {
 
 
 _INSERT_HEADS: dict[RowTable, str] = {}
-# Longest query an actor sends, in characters (at most 4 MB of UTF-8; pymysql splits
-# its own multi-row inserts at 1 MB, and MariaDB refuses queries over max_allowed_packet).
+# Longest query an actor sends, in characters (at most 4 MB of UTF-8; MariaDB refuses
+# queries over max_allowed_packet).
 MAX_QUERY_CHARS = 1_000_000
 
 

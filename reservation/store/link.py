@@ -8,7 +8,8 @@ to aiomysql and aiosqlite directly spares each actor process SQLAlchemy's import
 
 - MySQL/MariaDB: autocommit off (the first statement opens the transaction), rowcount
   as rows matched (``FOUND_ROWS``), several statements per query (``MULTI_STATEMENTS``,
-  for the group commits), a 5 s connect timeout;
+  for the group commits), a 5 s connect timeout, and ``LOAD DATA LOCAL`` for a batch's
+  new rows, which go from memory and never from a file (``offer_loads``);
 - SQLite: WAL, ``synchronous=FULL``, a 10 s busy timeout, foreign keys on, and every
   transaction opened with ``BEGIN IMMEDIATE`` (the actor writes).
 
@@ -84,7 +85,8 @@ def target_for(url: str) -> Target:
 
 class Link:
     """One connection. ``inline`` marks MySQL/MariaDB: group commits go to ``driver``
-    as multi-statement queries with their values inlined (``inventory.Statements``)."""
+    as multi-statement queries, updates with their values inlined and new rows loaded
+    beside them (``inventory.Statements``)."""
 
     inline = False
     driver: Any = None
@@ -176,14 +178,89 @@ class SQLiteLink(Link):
         await self.db.close()
 
 
+def offer_loads(driver: Any, loads: dict[str, bytes]) -> None:
+    """The rows the connection's next query loads, by the names its ``LOAD DATA LOCAL
+    INFILE 'name'`` statements give; what an earlier query left unasked is dropped.
+
+    aiomysql answers the server's request for a load's rows with ``LoadLocalFile``,
+    which reads the file of that name. An actor's links answer it with ``_RowsInMemory``
+    instead: the rows offered here under that name, once, and nothing for any other
+    name, so no file is ever read, whatever the server asks for.
+    """
+    setattr(driver, _PENDING, dict(loads))
+
+
+async def quiet_cursor(driver: Any) -> Any:
+    """A cursor on ``driver`` that leaves the server's warnings to its caller
+    (``loaded_warnings``): aiomysql's own asks the server for them after a query's last
+    statement and reports them through ``warnings.warn``."""
+    global _QuietCursor
+    if _QuietCursor is None:
+        import aiomysql
+
+        class QuietCursor(aiomysql.Cursor):
+            async def _show_warnings(self, conn: Any) -> None:
+                return None
+
+        _QuietCursor = QuietCursor
+    return await driver.cursor(_QuietCursor)
+
+
+_QuietCursor: Any = None
+
+
+def loaded_warnings(cursor: Any) -> int:
+    """The warnings of the statement whose result ``cursor`` holds (a load's cut values)."""
+    result = getattr(cursor, "_result", None)
+    return int(getattr(result, "warning_count", 0) or 0)
+
+
+_PENDING = "_reservation_loads"
+# A load's rows go in data packets of at most this many bytes (well inside MariaDB's
+# max_allowed_packet).
+LOAD_PACKET_BYTES = 1 << 20
+
+
+class _RowsInMemory:
+    """Sends a load's rows from memory (see ``offer_loads``); stands in for aiomysql's
+    ``LoadLocalFile``, whose constructor and ``send_data`` it keeps."""
+
+    def __init__(self, filename: bytes | str, connection: Any) -> None:
+        # As the server sent it (bytes); names are ASCII.
+        self.filename = filename.decode(errors="replace") if isinstance(filename, bytes) else filename
+        self.connection = connection
+
+    async def send_data(self) -> None:
+        import pymysql
+
+        conn = self.connection
+        pending: dict[str, bytes] = getattr(conn, _PENDING, {})
+        rows = pending.pop(self.filename, None)
+        try:
+            if rows is None:
+                raise pymysql.err.OperationalError(
+                    2000, f"the server asked for rows by the name {self.filename!r}, which were not sent"
+                )
+            view = memoryview(rows)
+            for start in range(0, len(view), LOAD_PACKET_BYTES):
+                conn.write_packet(view[start : start + LOAD_PACKET_BYTES])
+        finally:
+            conn.write_packet(b"")  # the end of the rows (an empty load if refused)
+
+
 async def connect(target: Target) -> Link:
     """A new connection to ``target``, set up as described in the module doc."""
     if target.kind == "mysql":
         import aiomysql
+        import aiomysql.connection
         from pymysql.constants import CLIENT
 
+        aiomysql.connection.LoadLocalFile = _RowsInMemory
         driver = await aiomysql.connect(
-            **target.options, autocommit=False, client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS
+            **target.options,
+            autocommit=False,
+            local_infile=True,
+            client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
         )
         return MySQLLink(driver)
     import aiosqlite
