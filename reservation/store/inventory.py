@@ -353,13 +353,13 @@ class Statements:
 
     MySQL/MariaDB (``inline``) get them as one multi-statement query, so a batch costs
     one round trip before its COMMIT instead of one per statement: updates with their
-    values inlined as literals (escaped by the driver's own rules), new rows as one
-    ``LOAD DATA LOCAL`` per table whose rows go along from memory (``link``): MariaDB
-    spends about 0.7 of the CPU per booking on loaded rows that it spends parsing an
-    INSERT's literals (docs/design.md). SQLite runs inside this process; there each
-    statement goes through the driver with bound parameters. Neither goes through a
-    query layer's per-row parameter processing (SQLAlchemy's cost more than the
-    database's own work at large batches).
+    values inlined as literals (escaped by the driver's own rules), a table's new rows
+    as an INSERT's literals or, from LOAD_MIN_ROWS on, as one ``LOAD DATA LOCAL`` whose
+    rows go along from memory (``link``): MariaDB spends about 0.7 of the CPU per
+    booking on loaded rows that it spends parsing an INSERT's literals (docs/design.md).
+    SQLite runs inside this process; there each statement goes through the driver with
+    bound parameters. Neither goes through a query layer's per-row parameter processing
+    (SQLAlchemy's cost more than the database's own work at large batches).
     """
 
     def __init__(self, inline: bool) -> None:
@@ -407,10 +407,11 @@ class Statements:
     def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL) -> list[Query]:
         """``part`` of the statements as MySQL/MariaDB queries (none if the part is empty).
 
-        Statements are packed into queries of at most MAX_QUERY_CHARS characters, inside
-        max_allowed_packet (a long list of ids to update takes a few round trips instead
-        of one the server would refuse); a load's rows go as data packets of their own
-        and do not count.
+        A table's new rows go as one load, or, fewer than LOAD_MIN_ROWS of them, as
+        INSERT literals. Statements (long inserts split into several) are packed into
+        queries of at most MAX_QUERY_CHARS characters, inside max_allowed_packet: a
+        batch of large orders becomes a few round trips instead of one the server would
+        refuse. A load's rows go as data packets of their own and do not count.
         """
         if no_backslash_escapes:
 
@@ -436,25 +437,39 @@ class Statements:
 
         queries = [Query()]
         size = 0
-        for sql, rows, table in self._items:
-            if not part.takes(table is not None):
-                continue
-            loads: dict[str, bytes] = {}
-            if table is None:
-                statement = sql % tuple(map(literal, rows[0]))
-            else:
-                name = f"rows-{next(_LOAD_NAMES)}"
-                statement = _LOAD_STATEMENT.format(name=name, table=table.name, columns=", ".join(table.columns))
-                loads[name] = load_data(rows)
+
+        def add(statement: str, loaded: int | None = None, loads: dict[str, bytes] | None = None) -> None:
+            nonlocal size
             query = queries[-1]
             if query.statements and size + len(statement) > MAX_QUERY_CHARS:
                 query = Query()
                 queries.append(query)
                 size = 0
             query.statements.append(statement)
-            query.rows.append(len(rows) if table is not None else None)
-            query.loads.update(loads)
+            query.rows.append(loaded)
+            if loads:
+                query.loads.update(loads)
             size += len(statement) + 2
+
+        for sql, rows, table in self._items:
+            if not part.takes(table is not None):
+                continue
+            if table is None:
+                add(sql % tuple(map(literal, rows[0])))
+            elif len(rows) < LOAD_MIN_ROWS:
+                values: list[str] = []
+                length = len(sql)
+                for value in _row_literals(rows, escape, literal):
+                    if values and length + len(value) > MAX_QUERY_CHARS:
+                        add(sql + ", ".join(values))
+                        values, length = [], len(sql)
+                    values.append(value)
+                    length += len(value) + 2
+                add(sql + ", ".join(values))
+            else:
+                name = f"rows-{next(_LOAD_NAMES)}"
+                statement = _LOAD_STATEMENT.format(name=name, table=table.name, columns=", ".join(table.columns))
+                add(statement, len(rows), {name: load_data(rows)})
         return [query for query in queries if query.statements]
 
 
@@ -523,6 +538,13 @@ def _load_problem(cursor: Any, expected: int) -> pymysql.err.Error | None:
     return None
 
 
+# A table's rows in a batch from which they go as a load rather than INSERT literals.
+# A load costs an exchange of its own inside the batch's round trip (the server asks
+# for the rows): in the engine, at about 1,800 rows a batch, loads took MariaDB's CPU
+# per booking from 24-25 to 17-18 µs; over HTTP, at about 18, they were a wash (the
+# actors spent what MariaDB saved); one booking a batch committed 1,109-1,233 bookings/s
+# with loads against 1,400-1,539 with inserts (docs/design.md).
+LOAD_MIN_ROWS = 32
 # Names a batch's loads go by; a connection serves a name once (``link``).
 _LOAD_NAMES = itertools.count(1)
 # The format of ``load_data``: fields end at a tab, rows at a newline, a backslash
@@ -535,12 +557,31 @@ _LOAD_STATEMENT = (
 
 
 def load_data(rows: list[tuple[Any, ...]]) -> bytes:
-    """Rows as ``LOAD DATA`` reads them in its default format, rendered column by column.
+    """Rows as ``LOAD DATA`` reads them in the format of ``_LOAD_STATEMENT``, rendered
+    column by column (``_columns``)."""
+    columns = _columns(rows, _field, _escape_field, quote=False)
+    return "".join(["\t".join(row) + "\n" for row in zip(*columns, strict=True)]).encode()
+
+
+def _row_literals(
+    rows: list[tuple[Any, ...]], escape: Callable[[str], str], literal: Callable[[Any], str]
+) -> list[str]:
+    """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column
+    (``_columns``)."""
+    columns = _columns(rows, literal, escape, quote=True)
+    return ["(" + ", ".join(row) + ")" for row in zip(*columns, strict=True)]
+
+
+def _columns(
+    rows: list[tuple[Any, ...]], render: Callable[[Any], str], escape: Callable[[str], str], *, quote: bool
+) -> list[list[str]]:
+    """Each column of ``rows`` as the texts of its values: ``render`` for one value,
+    ``escape`` for the text of strings, quoted as SQL strings if ``quote``.
 
     A column with one value in every row (a batch's event, currency, status and times)
     is rendered once. A column of only strings is escaped as one text (its values joined
     by a separator the escaping leaves alone) and split again; a column of only ints is
-    ``str``'d by ``map``. Both stay in C, where a call per value cost a third of an
+    ``str``'d by ``map``. Both stay in C, where a call per value was a third of an
     actor's CPU per booking. A column holding anything else, or a separator inside a
     value, goes value by value.
     """
@@ -550,19 +591,19 @@ def load_data(rows: list[tuple[Any, ...]]) -> bytes:
         first = column[0]
         # Values equal to the first render as it does (True and 1 both as 1).
         if column.count(first) == n:
-            columns.append([_field(first)] * n)
+            columns.append([render(first)] * n)
             continue
         kinds = set(map(type, column))
         if kinds == {str}:
-            text = _escape_field(_SEP.join(column))
+            text = escape(_SEP.join(column))
             if text.count(_SEP) == n - 1:
-                columns.append(text.split(_SEP))
+                columns.append(("'" + text.replace(_SEP, _QUOTED_SEP) + "'" if quote else text).split(_SEP))
                 continue
         elif kinds == {int}:
             columns.append(list(map(str, column)))
             continue
-        columns.append(list(map(_field, column)))
-    return "".join(["\t".join(row) + "\n" for row in zip(*columns, strict=True)]).encode()
+        columns.append(list(map(render, column)))
+    return columns
 
 
 def _escape_field(text: str) -> str:
@@ -581,9 +622,11 @@ def _field(value: Any) -> str:
     raise TypeError(f"no LOAD DATA field for {type(value).__name__}")
 
 
-# Joins a column's strings for one escaping pass: the escaping does not touch it, so
-# splitting on it afterwards gives back each value's text.
+# Joins a column's strings for one escaping pass: no escaping (backslash, quote
+# doubling, LOAD DATA's) touches it, so splitting on it afterwards gives back each
+# value's text.
 _SEP = "\x01"
+_QUOTED_SEP = "'\x01'"
 
 
 def _order_status(status: BookingStatus) -> str:

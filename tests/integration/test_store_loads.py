@@ -1,4 +1,5 @@
-"""A batch's new rows reach MariaDB by ``LOAD DATA LOCAL``, from memory (``link``).
+"""A batch's new rows reach MariaDB by ``LOAD DATA LOCAL``, from memory (``link``), from
+``LOAD_MIN_ROWS`` rows of a table on.
 
 What the server reads must be what was sent, byte for byte; a load must fail where the
 INSERT it replaces would have (a key used before, a value that does not fit) instead of
@@ -18,6 +19,7 @@ import aiomysql
 import pymysql
 import pytest
 
+from reservation.store import inventory
 from reservation.store import link as link_module
 from reservation.store.inventory import Statements, send_queries
 from reservation.store.link import Link, connect, target_for
@@ -29,6 +31,12 @@ AWKWARD = [
     "", "N", "\\N", "\\", "trailing \\", "\t", "\n", "\r\n", "a\tb\nc", "\x00", "\x01", "a\x01b",
     "O'Brien", 'say "hi"', "x'); DELETE FROM t; --", "名前 ✓ Ünïcödé 🎟", "%s %% ?", "x" * 5000,
 ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def every_batch_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows go as a load however few there are (from LOAD_MIN_ROWS on, they would)."""
+    monkeypatch.setattr(inventory, "LOAD_MIN_ROWS", 1)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """Text that SQL would misread reaches the store unchanged (both stores).
 
-On MariaDB the actor sends each group commit as one multi-statement query, its updates
-with the values inlined as escaped literals and its new rows loaded beside it; these
-names and keys must come back byte for byte and must not end or add a statement.
+On MariaDB the actor sends each group commit as one multi-statement query with the
+values inlined as escaped literals (and a large batch's new rows loaded beside it:
+``test_store_loads.py``); these names and keys must come back byte for byte and must
+not end or add a statement.
 """
 
 from __future__ import annotations
@@ -55,27 +56,29 @@ async def test_names_and_keys_come_back_unchanged(api: Api) -> None:
     assert rows == 1, "the replay booked again"
 
 
-async def test_a_batch_larger_than_a_packet_is_sent_in_several(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On MariaDB a group commit's new rows go in data packets of bounded size.
+async def test_a_batch_longer_than_one_query_is_sent_in_several(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On MariaDB a group commit's statements are split into queries of bounded length.
 
     With the bound lowered to a few kilobytes, one batch of 30 orders of 5 attendees
-    takes many packets in one transaction; everything is stored once and the counters
-    match the rows. (SQLite sends statements one by one and has no packets.)
+    (too few rows for a load) takes many queries in one transaction; everything is
+    stored once and the counters match the rows. (SQLite sends statements one by one
+    and ignores the bound.)
     """
     from actors.event_actor import EventActor
     from reservation.domain.commands import Attendee, Code, Confirm, Hold, NewOrder
     from reservation.domain.ids import booking_id_for, order_id_for_key
-    from reservation.store import link
+    from reservation.store import inventory
 
-    monkeypatch.setattr(link, "LOAD_PACKET_BYTES", 3_000)
-    packets: list[int] = []
-    write = aiomysql.Connection.write_packet
+    monkeypatch.setattr(inventory, "MAX_QUERY_CHARS", 3_000)
+    assert 30 < inventory.LOAD_MIN_ROWS
+    queries: list[int] = []
+    execute = aiomysql.Cursor.execute
 
-    def counted(self: aiomysql.Connection, payload: bytes) -> None:
-        packets.append(len(payload))
-        write(self, payload)
+    async def counted(self: aiomysql.Cursor, query: str, args: Any = None) -> Any:
+        queries.append(len(query))
+        return await execute(self, query, args)
 
-    monkeypatch.setattr(aiomysql.Connection, "write_packet", counted)
+    monkeypatch.setattr(aiomysql.Cursor, "execute", counted)
     host = await api.register("host")
     customer = await api.register("customer")
     account = customer["X-Account"]
@@ -103,8 +106,9 @@ async def test_a_batch_larger_than_a_packet_is_sent_in_several(api: Api, monkeyp
     assert [o.code for o in reply.outcomes] == [Code.OK] * 60
     assert reply.batch_sizes == [60], "not one batch"
     if api.runtime.settings.store_url.startswith("mysql"):
-        # 30 x (order of ~150 bytes, booking with 5 attendees of ~150 each): ~10 packets.
-        assert packets.count(3_000) >= 8, packets
+        # 30 x (order of ~200 characters, booking with 5 attendees of ~150 each): ~10 queries.
+        assert len(queries) >= 10, queries
+        assert max(queries) <= 3_000 + 1_000, "a query went past the bound by more than one row"
 
     async with api.runtime.reader.connect() as conn:
         booked = (

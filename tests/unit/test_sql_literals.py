@@ -1,21 +1,24 @@
-"""The actor's SQL for MariaDB: a batch's new rows as LOAD DATA reads them, its updates
-with their values inlined, in queries of bounded length.
+"""The actor's SQL for MariaDB: a batch's new rows as INSERT literals or as LOAD DATA
+reads them, its updates with their values inlined, in queries of bounded length.
 
-New rows are rendered column by column (one escaping pass per column of strings, a
-column with one value in every row rendered once); these properties hold that
-rendering to LOAD DATA's default format read back field by field, for any text,
-including the separator the column pass joins on, tabs, newlines, NUL, backslashes and
-the text ``\\N``. ``tests/integration/test_store_loads.py`` sends such rows to MariaDB.
+Rows are rendered column by column (one escaping pass per column of strings, a column
+with one value in every row rendered once); these properties hold that rendering to the
+driver's own quoting of each value, one at a time, and to LOAD DATA's format read back
+field by field, for any text, including the separator the column pass joins on,
+quotes, tabs, newlines, NUL, backslashes and the text ``\\N``.
+``tests/integration/test_store_loads.py`` sends such rows to MariaDB.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymysql.converters import escape_item
 
+from reservation.store import inventory
 from reservation.store.inventory import MAX_QUERY_CHARS, Statements, load_data
 from reservation.store.rows import RowTable
 
@@ -99,6 +102,56 @@ def test_rows_read_back_as_each_value(rows: list[tuple[Any, ...]]) -> None:
 def test_a_separator_inside_a_value_does_not_shift_the_column() -> None:
     rows = [("a\x01b", 1), ("c", 2), ("\x01", 3)]
     assert load_data(rows) == b"a\x01b\t1\nc\t2\n\x01\t3\n"
+    query, head = insert_query(rows, False)
+    assert query == head + "('a\x01b', 1), ('c', 2), ('\x01', 3)"
+
+
+def quoted(value: Any, no_backslash_escapes: bool) -> str:
+    """One value as the driver quotes it (or, without backslash escapes, quote-doubled)."""
+    if no_backslash_escapes and isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(escape_item(value, "utf8mb4"))
+
+
+def insert_query(rows: list[tuple[Any, ...]], no_backslash_escapes: bool) -> tuple[str, str]:
+    table = RowTable(f"literals_{len(rows[0])}", tuple(f"c{i}" for i in range(len(rows[0]))))
+    statements = Statements(inline=True)
+    statements.insert(table, rows)
+    (query,) = statements.queries(no_backslash_escapes)
+    names = ", ".join(f"c{i}" for i in range(len(rows[0])))
+    return query.text, f"INSERT INTO {table.name} ({names}) VALUES "
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables(), st.booleans())
+def test_rows_render_as_the_driver_quotes_each_value(rows: list[tuple[Any, ...]], no_backslash: bool) -> None:
+    assert len(rows) < inventory.LOAD_MIN_ROWS
+    query, head = insert_query(rows, no_backslash)
+    expected = head + ", ".join("(" + ", ".join(quoted(v, no_backslash) for v in row) + ")" for row in rows)
+    assert query == expected
+
+
+def test_rows_past_the_query_bound_go_in_several_inserts() -> None:
+    long = "x" * 100_000
+    rows = [(long, i) for i in range(inventory.LOAD_MIN_ROWS - 1)]
+    table = RowTable("literals_long", ("a", "b"))
+    statements = Statements(inline=True)
+    statements.insert(table, rows)
+    queries = statements.queries()
+    assert len(queries) >= 2 and all(len(q.text) <= MAX_QUERY_CHARS + 100_100 for q in queries)
+    rendered = [part for q in queries for part in q.statements]
+    assert sum(part.count("('x") for part in rendered) == len(rows)
+
+
+def test_a_table_s_rows_go_as_a_load_from_the_threshold_on() -> None:
+    table = RowTable("orders", ("id",))
+    for count, loaded in ((inventory.LOAD_MIN_ROWS - 1, False), (inventory.LOAD_MIN_ROWS, True)):
+        statements = Statements(inline=True)
+        statements.insert(table, [(f"o{i}",) for i in range(count)])
+        (query,) = statements.queries()
+        assert query.text.startswith("LOAD DATA" if loaded else "INSERT INTO orders (id) VALUES ('o0'), ")
+        assert query.rows == [count if loaded else None]
+        assert bool(query.loads) is loaded
 
 
 def test_null_and_the_text_of_null_differ() -> None:
@@ -119,7 +172,8 @@ def test_updates_render_as_the_driver_quotes_each_value() -> None:
         assert query.text == expected and query.rows == [None] and not query.loads
 
 
-def test_a_batch_is_one_query_with_its_rows_beside_it() -> None:
+def test_a_batch_is_one_query_with_its_rows_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inventory, "LOAD_MIN_ROWS", 2)
     statements = Statements(inline=True)
     statements.add("UPDATE events SET sold = %s WHERE id = %s", (3, "e"))
     statements.insert(RowTable("orders", ("id", "total")), [("o1", 10), ("o2", 20)])
