@@ -90,6 +90,8 @@ class Link:
 
     inline = False
     driver: Any = None
+    # Whether the server takes LOAD DATA LOCAL (MariaDB's local_infile; on by default).
+    loads = False
 
     async def begin(self) -> None:
         """Open a transaction (on MySQL/MariaDB the first statement opens it)."""
@@ -117,8 +119,9 @@ class Link:
 class MySQLLink(Link):
     inline = True
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: Any, loads: bool = True) -> None:
         self.driver = driver
+        self.loads = loads
 
     async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async with self.driver.cursor() as cursor:
@@ -262,7 +265,16 @@ async def connect(target: Target) -> Link:
             local_infile=True,
             client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
         )
-        return MySQLLink(driver)
+        link = MySQLLink(driver)
+        try:
+            # A server with local_infile off refuses every load: its batches go as inserts.
+            ((allowed,),) = await link.fetch("SELECT @@local_infile")
+            await link.commit()
+        except BaseException:
+            await link.close()
+            raise
+        link.loads = bool(int(allowed))
+        return link
     import aiosqlite
 
     Path(target.path).parent.mkdir(parents=True, exist_ok=True)

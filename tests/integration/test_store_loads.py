@@ -21,7 +21,7 @@ import pytest
 
 from reservation.store import inventory
 from reservation.store import link as link_module
-from reservation.store.inventory import Statements, send_queries
+from reservation.store.inventory import Part, Statements, send_queries
 from reservation.store.link import Link, connect, target_for
 from reservation.store.rows import RowTable
 
@@ -128,3 +128,26 @@ async def test_the_server_gets_no_file(link: Link, table: RowTable, tmp_path: Pa
         await link.execute(f"LOAD DATA LOCAL INFILE '{secret}' INTO TABLE {table.name} (id, body, n, code)")
     await link.rollback()
     assert await stored(link, table) == []
+
+
+async def test_a_server_that_refuses_loads_gets_inserts(mysql_url: str, table: RowTable) -> None:
+    """With local_infile off, MariaDB refuses every load; a link connected then sends a
+    batch's rows as INSERT literals, however many."""
+    admin = await connect(target_for(mysql_url))
+    ((before,),) = await admin.fetch("SELECT @@global.local_infile")
+    await admin.execute("SET GLOBAL local_infile = 0")
+    try:
+        refused = await connect(target_for(mysql_url))
+    finally:
+        await admin.execute("SET GLOBAL local_infile = %s", (int(before),))
+        await admin.close()
+    try:
+        assert refused.loads is False
+        rows = [(f"r{i:03}", f"row {i}", i, None) for i in range(40)]
+        statements = Statements(inline=True)
+        statements.insert(table, rows)
+        assert await statements.run(refused, Part.NEW_ROWS) == 1
+        await refused.commit()
+        assert sorted(await refused.fetch(f"SELECT id, body, n, code FROM {table.name}")) == rows
+    finally:
+        await refused.close()
