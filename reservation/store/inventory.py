@@ -497,6 +497,8 @@ async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -
     was given raises IntegrityError (the batch runs again and finds the rows it meets),
     one that warned raises DataError. Either way the caller rolls back.
     """
+    if not queries:
+        return 1  # nothing to fence
     cursor = await quiet_cursor(driver)
     try:
         first = -1 if fenced else 1

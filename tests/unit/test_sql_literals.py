@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pymysql.converters import escape_item
 
 from reservation.store import inventory
-from reservation.store.inventory import MAX_QUERY_CHARS, Statements, load_data
+from reservation.store.inventory import MAX_QUERY_CHARS, Part, Statements, load_data, send_queries
 from reservation.store.rows import RowTable
 
 TEXT = st.text(
@@ -199,3 +199,11 @@ def test_updates_past_the_query_bound_go_in_several_queries() -> None:
     queries = statements.queries()
     assert len(queries) >= 2 and all(len(q.text) <= MAX_QUERY_CHARS + 1100 for q in queries)
     assert sum(len(q.statements) for q in queries) == count
+
+
+async def test_a_part_with_nothing_to_send_sends_nothing_and_is_not_fenced() -> None:
+    statements = Statements(inline=True)
+    statements.add("UPDATE events SET sold = %s WHERE id = %s", (3, "e"))
+    queries = statements.queries(part=Part.NEW_ROWS)
+    assert queries == []
+    assert await send_queries(None, queries) == 1  # no connection is touched
