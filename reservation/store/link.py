@@ -258,6 +258,9 @@ async def connect(target: Target) -> Link:
         import aiomysql.connection
         from pymysql.constants import CLIENT
 
+        # Process-wide: aiomysql looks the class up by name for every connection. Those
+        # opened without local_infile (the front ends') refuse a load before it; with
+        # this one, a load can only send rows a batch offered.
         aiomysql.connection.LoadLocalFile = _RowsInMemory
         driver = await aiomysql.connect(
             **target.options,
