@@ -160,6 +160,10 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     # machine (55,700-70,000 at batches of 1,000); a run that uses them all stops early
     # ("ran_out") and its rate still counts what it sent.
     budget = max(4, int(seconds * 100_000 / batch))
+    # Rows go as the actor sends them to this server: loads, unless it refuses them.
+    probe = await connect(store.target)
+    can_load = probe.can_load
+    await probe.close()
     # Per batch: its new rows, then the rest (the fenced counters first).
     texts: list[tuple[list[Query], list[Query]]] = []
     for _ in range(budget):
@@ -168,7 +172,12 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
             inv.apply(command, now)
         effects = inv.take_effects()
         statements = batch_statements(True, event, claim.epoch, inv, effects, now)
-        texts.append((statements.queries(part=Part.NEW_ROWS), statements.queries(part=Part.REST)))
+        texts.append(
+            (
+                statements.queries(part=Part.NEW_ROWS, can_load=can_load),
+                statements.queries(part=Part.REST, can_load=can_load),
+            )
+        )
         inv.mark_committed(effects)
         for b in effects.created:
             inv.forget(b.booking_id)

@@ -389,7 +389,7 @@ class Statements:
         if self.inline:
             driver = link.driver
             no_backslash_escapes = bool(driver.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-            return await send_queries(driver, self.queries(no_backslash_escapes, part, link.loads), part.fenced)
+            return await send_queries(driver, self.queries(no_backslash_escapes, part, link.can_load), part.fenced)
         first = -1 if part.fenced else 1
         for sql, rows, table in self._items:
             if not part.takes(table is not None):
@@ -404,11 +404,11 @@ class Statements:
                     break
         return first
 
-    def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL, loads: bool = True) -> list[Query]:
+    def queries(self, no_backslash_escapes: bool = False, part: Part = Part.ALL, can_load: bool = True) -> list[Query]:
         """``part`` of the statements as MySQL/MariaDB queries (none if the part is empty).
 
         A table's new rows go as one load, or, fewer than LOAD_MIN_ROWS of them or
-        without ``loads`` (a server that refuses them), as INSERT literals. Statements
+        without ``can_load`` (a server that refuses them), as INSERT literals. Statements
         (long inserts split into several) are packed into queries of at most
         MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
         becomes a few round trips instead of one the server would refuse. A load's rows
@@ -439,7 +439,7 @@ class Statements:
         queries = [Query()]
         size = 0
 
-        def add(statement: str, loaded: int | None = None, loads: dict[str, bytes] | None = None) -> None:
+        def add(statement: str, loaded: int | None = None, offered: dict[str, bytes] | None = None) -> None:
             nonlocal size
             query = queries[-1]
             if query.statements and size + len(statement) > MAX_QUERY_CHARS:
@@ -448,8 +448,8 @@ class Statements:
                 size = 0
             query.statements.append(statement)
             query.rows.append(loaded)
-            if loads:
-                query.loads.update(loads)
+            if offered:
+                query.loads.update(offered)
             size += len(statement) + 2
 
         for sql, rows, table in self._items:
@@ -457,7 +457,7 @@ class Statements:
                 continue
             if table is None:
                 add(sql % tuple(map(literal, rows[0])))
-            elif len(rows) < LOAD_MIN_ROWS or not loads:
+            elif len(rows) < LOAD_MIN_ROWS or not can_load:
                 values: list[str] = []
                 length = len(sql)
                 for value in _row_literals(rows, escape, literal):

@@ -91,7 +91,7 @@ class Link:
     inline = False
     driver: Any = None
     # Whether the server takes LOAD DATA LOCAL (MariaDB's local_infile; on by default).
-    loads = False
+    can_load = False
 
     async def begin(self) -> None:
         """Open a transaction (on MySQL/MariaDB the first statement opens it)."""
@@ -119,9 +119,9 @@ class Link:
 class MySQLLink(Link):
     inline = True
 
-    def __init__(self, driver: Any, loads: bool = True) -> None:
+    def __init__(self, driver: Any, can_load: bool = True) -> None:
         self.driver = driver
-        self.loads = loads
+        self.can_load = can_load
 
     async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async with self.driver.cursor() as cursor:
@@ -276,7 +276,7 @@ async def connect(target: Target) -> Link:
         except BaseException:
             await link.close()
             raise
-        link.loads = bool(int(allowed))
+        link.can_load = bool(int(allowed))
         return link
     import aiosqlite
 
