@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import sys
@@ -41,19 +42,41 @@ import orjson
 from bench.cpu import CpuMeter, database_pids
 
 
-def booking_commands(host: str, n: int) -> list[Any]:
-    """``n`` new one-seat bookings on the host's account, each held and confirmed in one
-    command, as a front end books a one-event order."""
+def booking_commands(event: str, n: int) -> list[Any]:
+    """``n`` one-seat orders of ``event``, as a front end turns a request into a command
+    (``OrderService._place_one``): a new order id, the booking id derived from it, the
+    request's fingerprint, the attendee, held and confirmed in one command. Each order
+    is a customer's of ``CUSTOMERS`` in turn, for a guest of its own: what differs from
+    order to order in a real on-sale differs here too (a batch of one account's orders
+    for one name would store, index and compress unlike a crowd's)."""
     from reservation.domain.commands import Attendee, Hold, NewOrder
-    from reservation.domain.ids import new_id
+    from reservation.domain.ids import booking_id_for, new_id, request_hash
 
-    people = (Attendee("Bench"),)
     out: list[Any] = []
     for _ in range(n):
-        order_id, booking_id = new_id(), new_id()
-        out.append(Hold("h" + booking_id, booking_id, order_id, host, people, 600.0,
-                        NewOrder(order_id, host, "bench", None), confirm=True))
+        number = next(_ORDERS)
+        account = _customers()[number % CUSTOMERS]
+        name = f"Guest {number}"
+        body = {"items": [{"attendees": [{"email": None, "name": name}], "event_id": event}]}
+        order_id = new_id()
+        booking_id = booking_id_for(order_id, event)
+        out.append(Hold(f"hold:{booking_id}", booking_id, order_id, account, (Attendee(name),), 600.0,
+                        NewOrder(order_id, account, request_hash(orjson.dumps(body)), None), confirm=True))
     return out
+
+
+# The customers who book in the engine benchmark (accounts need no row of their own).
+CUSTOMERS = 10_000
+_ORDERS = itertools.count()
+_customer_ids: list[str] = []
+
+
+def _customers() -> list[str]:
+    if not _customer_ids:
+        from reservation.domain.ids import new_id
+
+        _customer_ids.extend(new_id() for _ in range(CUSTOMERS))
+    return _customer_ids
 
 
 def _latency_ms(latencies: list[float]) -> dict[str, float]:
@@ -102,7 +125,7 @@ def _seed(url: str) -> tuple[str, str]:
 
 
 async def _drive(
-    actor: Any, host: str, seconds: float, callers: int, call_size: int, endpoint: Any = None
+    actor: Any, event: str, seconds: float, callers: int, call_size: int, endpoint: Any = None
 ) -> dict[str, Any]:
     from actors.channel import Channel
     from reservation import gc_tuning
@@ -119,7 +142,7 @@ async def _drive(
     async def caller() -> None:
         nonlocal booked, errors
         while time.monotonic() < stop:
-            call = booking_commands(host, call_size)
+            call = booking_commands(event, call_size)
             started = time.perf_counter()
             if channel is None:
                 reply = await actor.submit.remote(call)
@@ -149,7 +172,7 @@ async def _drive(
     }
 
 
-async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch: int) -> dict[str, Any]:
+async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> dict[str, Any]:
     from reservation.store.inventory import InventoryStore, Part, Query, batch_statements, send_queries
     from reservation.store.link import connect
 
@@ -168,7 +191,7 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
     texts: list[tuple[list[Query], list[Query]]] = []
     for _ in range(budget):
         now = time.time()
-        for command in booking_commands(host, batch):
+        for command in booking_commands(event, batch):
             inv.apply(command, now)
         effects = inv.take_effects()
         statements = batch_statements(True, event, claim.epoch, inv, effects, now)
@@ -245,8 +268,8 @@ async def _store_ceiling(url: str, event: str, host: str, seconds: float, batch:
 
 
 def store_ceiling(url: str, *, seconds: float, batch: int) -> dict[str, Any]:
-    host, event = _seed(url)
-    result = asyncio.run(_store_ceiling(url, event, host, seconds, batch))
+    _, event = _seed(url)
+    result = asyncio.run(_store_ceiling(url, event, seconds, batch))
     result.update(mode="store-ceiling", callers=2, call_size=batch, transport="none", event_id=event)
     return result
 
@@ -261,7 +284,7 @@ def run(
 
     from actors.gateway import RemoteEventActor
 
-    host, event = _seed(url)
+    _, event = _seed(url)
     ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         actor = RemoteEventActor.options(num_cpus=0, max_concurrency=100_000).remote(
@@ -271,10 +294,10 @@ def run(
         endpoint = ray.get(actor.endpoint.remote()) if transport == "direct" else None
         size = call_size if batched else 1
         width = callers if batched else max(callers, 32)
-        asyncio.run(_drive(actor, host, warmup, width, size, endpoint))
+        asyncio.run(_drive(actor, event, warmup, width, size, endpoint))
         actor_pid: int = ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()))
         meter = CpuMeter({"actor": [actor_pid], "callers": [os.getpid()], "database": database_pids()})
-        result = asyncio.run(_drive(actor, host, seconds, width, size, endpoint))
+        result = asyncio.run(_drive(actor, event, seconds, width, size, endpoint))
         result["cpu_us_per_booking"] = meter.per_unit_us(result["bookings"])
         result["stolen_pct"] = meter.stolen_pct()
         state = ray.get(actor.state.remote())

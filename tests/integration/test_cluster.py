@@ -152,7 +152,7 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
 
     with _cluster(SHARE_MB * 3 // 2) as cluster:
         url = f"sqlite+aiosqlite:///{data_dir}/reservation.db"
-        host, event_id = _seed(url)
+        _, event_id = _seed(url)
         gateway = _gateway(url, call_timeout_s=20.0)
         sent: list[Hold] = []
         booked: set[str] = set()
@@ -184,7 +184,7 @@ def node_loss_scenario(data_dir: str) -> dict[str, Any]:
 
         async def caller(stop: asyncio.Event, pending: list[Hold]) -> None:
             while not stop.is_set():
-                commands = booking_commands(host, 5)
+                commands = booking_commands(event_id, 5)
                 sent.extend(commands)
                 pending.extend(await send(commands))
                 await asyncio.sleep(0.01)
