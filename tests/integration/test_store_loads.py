@@ -151,3 +151,31 @@ async def test_a_server_that_refuses_loads_gets_inserts(mysql_url: str, table: R
         assert sorted(await refused.fetch(f"SELECT id, body, n, code FROM {table.name}")) == rows
     finally:
         await refused.close()
+
+
+@pytest.mark.parametrize("sql_mode", ["", "NO_BACKSLASH_ESCAPES"])
+async def test_a_value_every_row_holds_is_set_once_and_comes_back(link: Link, table: RowTable, sql_mode: str) -> None:
+    await link.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, %s)", ("," + sql_mode if sql_mode else "",))
+    expected: list[tuple[Any, ...]] = []
+    for i, shared in enumerate([*AWKWARD, None]):
+        rows = [(f"s{i:03}-{j}", shared, j, None) for j in range(3)]
+        statements = Statements(inline=True)
+        statements.insert(table, rows)
+        (query,) = statements.queries(no_backslash_escapes=bool(sql_mode))
+        assert " (id, n) SET body = " in query.text, query.text[:300]
+        assert query.text.endswith(", code = NULL")
+        # Only what differs from row to row is read: an id and a number a row.
+        assert list(query.loads.values()) == [b"".join(f"s{i:03}-{j}\t{j}\n".encode() for j in range(3))]
+        await send_queries(link.driver, [query], fenced=False)
+        expected += rows
+    await link.commit()
+    assert await stored(link, table) == sorted(expected)
+
+
+async def test_a_value_every_row_holds_that_would_be_cut_fails(link: Link, table: RowTable) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(pymysql.err.DataError):
+            await load(link, table, [("a", "one", 1, "EURO"), ("b", "two", 2, "EURO")])
+    await link.rollback()
+    assert await stored(link, table) == []
