@@ -572,17 +572,17 @@ def _load(name: str, table: RowTable, rows: list[tuple[Any, ...]], literal: Call
     same = [column.count(column[0]) == n for column in columns]
     if all(same):  # a load reads at least one column
         same[0] = False
+    read, sets, data = [], [], []
+    for column_name, column, fixed in zip(table.columns, columns, same, strict=True):
+        if fixed:
+            sets.append(f"{column_name} = {literal(column[0])}")
+        else:
+            read.append(column_name)
+            data.append(column)
     statement = _LOAD_STATEMENT.format(
-        name=name,
-        table=table.name,
-        columns=", ".join(c for c, fixed in zip(table.columns, same, strict=True) if not fixed),
-        fixed=" SET " + ", ".join(
-            f"{c} = {literal(column[0])}"
-            for c, column, fixed in zip(table.columns, columns, same, strict=True)
-            if fixed
-        ) if any(same) else "",
+        name=name, table=table.name, columns=", ".join(read), fixed=" SET " + ", ".join(sets) if sets else ""
     )
-    return statement, _load_rows([column for column, fixed in zip(columns, same, strict=True) if not fixed])
+    return statement, _load_rows(data)
 
 
 def load_data(rows: list[tuple[Any, ...]]) -> bytes:
