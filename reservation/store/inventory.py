@@ -544,10 +544,12 @@ def _load_problem(cursor: Any, expected: int) -> pymysql.err.Error | None:
 # A table's rows in a batch from which they go as a load rather than INSERT literals.
 # A load costs an exchange of its own inside the batch's round trip (the server asks
 # for the rows): in the engine, at about 1,800 rows a batch, loads took MariaDB's CPU
-# per booking from 24-25 to 17-18 µs; over HTTP, at about 18, they were a wash (the
-# actors spent what MariaDB saved); one booking a batch committed 1,109-1,233 bookings/s
-# with loads against 1,400-1,539 with inserts (docs/design.md).
-LOAD_MIN_ROWS = 32
+# per booking from 24-25 to 17-18 µs; one booking a batch committed 1,109-1,233
+# bookings/s with loads against 1,400-1,539 with inserts. Over HTTP, at about 17 rows
+# a batch, loads were a wash until a load set its batch-wide values once (``_load``);
+# since, they spare MariaDB about a twelfth of its CPU per booking for about 2% more of
+# the actors', at the same rate (docs/design.md).
+LOAD_MIN_ROWS = 8
 # Names a batch's loads go by; a connection serves a name once (``link``).
 _LOAD_NAMES = itertools.count(1)
 # The format of ``load_data``: fields end at a tab, rows at a newline, a backslash
