@@ -49,8 +49,8 @@ def booking_commands(event: str, n: int) -> list[Any]:
     is a customer's of ``CUSTOMERS`` in turn, for a guest of its own: what differs from
     order to order in a real on-sale differs here too (a batch of one account's orders
     for one name would store, index and compress unlike a crowd's)."""
-    from reservation.domain.commands import Attendee, Hold, NewOrder
-    from reservation.domain.ids import booking_id_for, new_id, request_hash
+    from reservation.domain.commands import Attendee, one_event_order
+    from reservation.domain.ids import new_id, request_hash
 
     out: list[Any] = []
     for _ in range(n):
@@ -58,10 +58,8 @@ def booking_commands(event: str, n: int) -> list[Any]:
         account = _customers()[number % CUSTOMERS]
         name = f"Guest {number}"
         body = {"items": [{"attendees": [{"email": None, "name": name}], "event_id": event}]}
-        order_id = new_id()
-        booking_id = booking_id_for(order_id, event)
-        out.append(Hold(f"hold:{booking_id}", booking_id, order_id, account, (Attendee(name),), 600.0,
-                        NewOrder(order_id, account, request_hash(orjson.dumps(body)), None), confirm=True))
+        fingerprint = request_hash(orjson.dumps(body))
+        out.append(one_event_order(new_id(), account, event, (Attendee(name),), 600.0, fingerprint, None))
     return out
 
 

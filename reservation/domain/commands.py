@@ -13,6 +13,8 @@ from enum import StrEnum
 from operator import attrgetter
 from typing import Any
 
+from reservation.domain.ids import booking_id_for
+
 # The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
 # pickle through their __dict__, about three times faster than slotted ones.
 # A one-event order is one Hold with its NewOrder and an Attendee per seat, made in a
@@ -90,6 +92,30 @@ class Hold:
     @property
     def quantity(self) -> int:
         return len(self.attendees)
+
+
+def one_event_order(
+    order_id: str,
+    account_id: str,
+    event_id: str,
+    attendees: tuple[Attendee, ...],
+    ttl_s: float,
+    request_hash: str,
+    idempotency_key: str | None,
+) -> Hold:
+    """The one command a one-event order books with: its booking's id derived from the
+    order's, held and confirmed at once, the order created with it."""
+    booking_id = booking_id_for(order_id, event_id)
+    return Hold(
+        command_id=f"hold:{booking_id}",
+        booking_id=booking_id,
+        order_id=order_id,
+        account_id=account_id,
+        attendees=attendees,
+        ttl_s=ttl_s,
+        new_order=NewOrder(order_id, account_id, request_hash, idempotency_key),
+        confirm=True,
+    )
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from reservation.domain.commands import (
     Code,
     Confirm,
     Hold,
-    NewOrder,
     Outcome,
     Release,
+    one_event_order,
 )
 from reservation.domain.ids import booking_id_for, new_id, order_id_for_key, request_hash
 from reservation.errors import (
@@ -139,18 +139,10 @@ class OrderService:
         self, who: Principal, body: OrderCreate, key: str | None, order_id: str, fingerprint: str
     ) -> dict[str, Any]:
         item = body.items[0]
-        booking_id = booking_id_for(order_id, item.event_id)
         people = tuple(Attendee(a.name, a.email) for a in item.attendees)
         # Hold and confirm in one command: nothing waits between the two here.
-        book = Hold(
-            command_id=f"hold:{booking_id}",
-            booking_id=booking_id,
-            order_id=order_id,
-            account_id=who.account_id,
-            attendees=people,
-            ttl_s=self.rt.settings.hold_ttl_s,
-            new_order=NewOrder(order_id, who.account_id, fingerprint, key),
-            confirm=True,
+        book = one_event_order(
+            order_id, who.account_id, item.event_id, people, self.rt.settings.hold_ttl_s, fingerprint, key
         )
         (booked,) = await self.rt.gateway.execute(item.event_id, [book])
         if booked.code in (Code.IDEMPOTENCY_MISMATCH, Code.IN_FLIGHT):
