@@ -11,16 +11,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from reservation.domain.ids import booking_id_for
 
-# The values below are pickled by Ray on every actor call. Plain (non-slots) dataclasses
+# The values below are pickled on every actor call. Plain (non-slots) dataclasses
 # pickle through their __dict__, about three times faster than slotted ones.
 # A one-event order is one Hold with its NewOrder and an Attendee per seat, made in a
 # front end for every booking: those three are not frozen (as BookingView and Outcome,
 # below), whose __init__ would set each field through object.__setattr__ (1.65, 0.86
 # and 0.52 µs against 0.34, 0.28 and 0.24 here). The rarer commands stay frozen.
+
+_T = TypeVar("_T")
+
+
+def _pickled_by_position(cls: type[_T]) -> type[_T]:
+    """Pickle ``cls`` as its fields' values in order, restored through its ``__init__``.
+
+    For the three values every booking sends (Hold, NewOrder, Attendee): a __dict__ is
+    restored key by key into a new object, positional values by one call. The event
+    actor restores every command it reads, in its loop; 250 one-event orders restored
+    in 2.4-3.4 µs each against 6.3-6.8 through their __dict__, and pickled in 4.7-5.5
+    against 5.8-6.2 (here, 2 cores).
+    """
+    values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
+
+    def __reduce__(self: _T) -> tuple[Any, ...]:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
 
 
 class BookingStatus(StrEnum):
@@ -51,12 +71,14 @@ class Code(StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+@_pickled_by_position
 @dataclass
 class Attendee:
     name: str
     email: str | None = None
 
 
+@_pickled_by_position
 @dataclass
 class NewOrder:
     """An order created together with its single booking (the one-event fast path).
@@ -71,6 +93,7 @@ class NewOrder:
     idempotency_key: str | None
 
 
+@_pickled_by_position
 @dataclass
 class Hold:
     """Hold seats for a booking; with ``confirm``, hold and confirm them at once.
