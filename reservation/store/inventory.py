@@ -595,53 +595,49 @@ def load_data(rows: list[tuple[Any, ...]]) -> bytes:
 
 def _load_rows(columns: list[tuple[Any, ...]]) -> bytes:
     """The rows of these columns in the format of ``_LOAD_STATEMENT``, rendered column
-    by column (``_columns``)."""
-    texts = _columns(columns, _field, _escape_field, quote=False)
-    return "".join(["\t".join(row) + "\n" for row in zip(*texts, strict=True)]).encode()
+    by column (``_column_texts``)."""
+    texts = [_column_texts(column, _field, _escape_field, quote=False) for column in columns]
+    return ("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n").encode()
 
 
 def _row_literals(
     rows: list[tuple[Any, ...]], escape: Callable[[str], str], literal: Callable[[Any], str]
 ) -> list[str]:
-    """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column
-    (``_columns``)."""
-    texts = _columns(list(zip(*rows, strict=True)), literal, escape, quote=True)
-    return ["(" + ", ".join(row) + ")" for row in zip(*texts, strict=True)]
-
-
-def _columns(
-    columns: list[tuple[Any, ...]], render: Callable[[Any], str], escape: Callable[[str], str], *, quote: bool
-) -> list[list[str]]:
-    """Each of the ``columns`` (of as many rows each) as the texts of its values:
-    ``render`` for one value, ``escape`` for the text of strings, quoted as SQL strings
-    if ``quote``.
-
-    A column with one value in every row (a batch's event, currency, status and times)
-    is rendered once. A column of only strings is escaped as one text (its values joined
-    by a separator the escaping leaves alone) and split again; a column of only ints is
-    ``str``'d by ``map``. Both stay in C, where a call per value was a third of an
-    actor's CPU per booking. A column holding anything else, or a separator inside a
-    value, goes value by value.
-    """
+    """Each row as ``(v1, v2, ...)`` of SQL literals, rendered column by column: a
+    column with one value in every row (a batch's event, currency, status and times)
+    once, the others by ``_column_texts``."""
     texts: list[list[str]] = []
-    for column in columns:
+    for column in zip(*rows, strict=True):
         n = len(column)
         first = column[0]
         # Values equal to the first render as it does (True and 1 both as 1).
         if column.count(first) == n:
-            texts.append([render(first)] * n)
-            continue
-        kinds = set(map(type, column))
-        if kinds == {str}:
-            text = escape(_SEP.join(column))
-            if text.count(_SEP) == n - 1:
-                texts.append(("'" + text.replace(_SEP, _QUOTED_SEP) + "'" if quote else text).split(_SEP))
-                continue
-        elif kinds == {int}:
-            texts.append(list(map(str, column)))
-            continue
-        texts.append(list(map(render, column)))
-    return texts
+            texts.append([literal(first)] * n)
+        else:
+            texts.append(_column_texts(column, literal, escape, quote=True))
+    return ["(" + ", ".join(row) + ")" for row in zip(*texts, strict=True)]
+
+
+def _column_texts(
+    column: tuple[Any, ...], render: Callable[[Any], str], escape: Callable[[str], str], *, quote: bool
+) -> list[str]:
+    """The texts of a column's values: ``render`` for one value, ``escape`` for the text
+    of strings, quoted as SQL strings if ``quote``.
+
+    A column of only strings is escaped as one text (its values joined by a separator
+    the escaping leaves alone) and split again; a column of only ints is ``str``'d by
+    ``map``. Both stay in C, where a call per value was a third of an actor's CPU per
+    booking. A column holding anything else, or a separator inside a value, goes value
+    by value.
+    """
+    kinds = set(map(type, column))
+    if kinds == {str}:
+        text = escape(_SEP.join(column))
+        if text.count(_SEP) == len(column) - 1:
+            return ("'" + text.replace(_SEP, _QUOTED_SEP) + "'" if quote else text).split(_SEP)
+    elif kinds == {int}:
+        return list(map(str, column))
+    return list(map(render, column))
 
 
 def _escape_field(text: str) -> str:
