@@ -145,7 +145,7 @@ class Inventory:
 
     def view(self, booking: Booking) -> BookingView:
         # Positional, in BookingView's field order: one is made for every booking, and
-        # keyword arguments cost a dataclass's __init__ about three times as much.
+        # keyword arguments cost a dataclass's __init__ about two and a half times as much.
         return BookingView(
             booking.booking_id,
             booking.order_id,
