@@ -119,9 +119,8 @@ class Link:
 class MySQLLink(Link):
     inline = True
 
-    def __init__(self, driver: Any, can_load: bool = True) -> None:
-        self.driver = driver
-        self.can_load = can_load
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver  # ``connect`` then asks the server whether it takes loads
 
     async def fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async with self.driver.cursor() as cursor:
