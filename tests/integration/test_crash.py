@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import func, select
 
 from actors.event_actor import EventActor
-from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder
-from reservation.domain.ids import booking_id_for, new_id, order_id_for_key
+from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder, one_event_order
+from reservation.domain.ids import new_id, order_id_for_key
 from reservation.store import inventory
 from reservation.store.inventory import Fenced, InventoryStore, Part
 from reservation.store.schema import bookings, events, idempotency_keys, orders
@@ -194,18 +194,11 @@ async def test_actor_process_killed_mid_stream(api_by_transport: Api) -> None:
 
 
 def _order_hold(account_id: str, event_id: str, order_id: str, n: int, key: str | None, confirm: bool = False) -> Hold:
-    """The hold of a new one-event order of ``n`` attendees, as a front end builds it."""
-    booking_id = booking_id_for(order_id, event_id)
-    return Hold(
-        command_id=f"hold:{booking_id}",
-        booking_id=booking_id,
-        order_id=order_id,
-        account_id=account_id,
-        attendees=tuple(Attendee(f"Guest {i}") for i in range(n)),
-        ttl_s=600.0,
-        new_order=NewOrder(order_id, account_id, f"hash-{key or order_id}", key),
-        confirm=confirm,
-    )
+    """The hold of a new one-event order of ``n`` attendees, as a front end builds it
+    (``one_event_order``); without ``confirm``, held only, to be confirmed apart."""
+    people = tuple(Attendee(f"Guest {i}") for i in range(n))
+    hold = one_event_order(order_id, account_id, event_id, people, 600.0, f"hash-{key or order_id}", key)
+    return replace(hold, confirm=confirm)
 
 
 def _hold_and_confirm(account_id: str, event_id: str, key: str, n: int) -> tuple[Hold, Confirm, str]:
