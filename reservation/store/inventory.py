@@ -569,9 +569,8 @@ def _load(name: str, table: RowTable, rows: list[tuple[Any, ...]], literal: Call
     read from every row: MariaDB reads a loaded field character by character, and at
     large batches that reading was about a fifth of its CPU.
     """
-    n = len(rows)
     columns = list(zip(*rows, strict=True))
-    same = [column.count(column[0]) == n for column in columns]
+    same = [_one_value(column) for column in columns]
     if all(same):  # a load reads at least one column
         same[0] = False
     read, sets, data = [], [], []
@@ -608,14 +607,17 @@ def _row_literals(
     once, the others by ``_column_texts``."""
     texts: list[list[str]] = []
     for column in zip(*rows, strict=True):
-        n = len(column)
-        first = column[0]
-        # Values equal to the first render as it does (True and 1 both as 1).
-        if column.count(first) == n:
-            texts.append([literal(first)] * n)
+        if _one_value(column):
+            texts.append([literal(column[0])] * len(column))
         else:
             texts.append(_column_texts(column, literal, escape, quote=True))
     return ["(" + ", ".join(row) + ")" for row in zip(*texts, strict=True)]
+
+
+def _one_value(column: tuple[Any, ...]) -> bool:
+    """Whether every value of ``column`` equals its first, and so renders as it does
+    (True and 1 both as 1): such a column is rendered once (``_load``, ``_row_literals``)."""
+    return column.count(column[0]) == len(column)
 
 
 def _column_texts(
