@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from reservation.domain.ids import booking_id_for
 
 # The values below are pickled on every actor call. Plain (non-slots) dataclasses
-# pickle through their __dict__, about three times faster than slotted ones.
+# pickle through their __dict__, about three times faster than slotted ones; the three
+# a booking sends pickle faster still, as their fields in order (_pickled_by_position).
 # A one-event order is one Hold with its NewOrder and an Attendee per seat, made in a
 # front end for every booking: those three are not frozen (as BookingView and Outcome,
 # below), whose __init__ would set each field through object.__setattr__ (1.65, 0.86
