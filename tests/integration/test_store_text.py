@@ -8,6 +8,7 @@ not end or add a statement.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import aiomysql
@@ -65,8 +66,8 @@ async def test_a_batch_longer_than_one_query_is_sent_in_several(api: Api, monkey
     (SQLite sends statements one by one and ignores the bound.)
     """
     from actors.event_actor import EventActor
-    from reservation.domain.commands import Attendee, Code, Confirm, Hold, NewOrder
-    from reservation.domain.ids import booking_id_for, order_id_for_key
+    from reservation.domain.commands import Attendee, Code, Confirm, one_event_order
+    from reservation.domain.ids import order_id_for_key
     from reservation.store import inventory
 
     monkeypatch.setattr(inventory, "MAX_QUERY_CHARS", 3_000)
@@ -86,20 +87,11 @@ async def test_a_batch_longer_than_one_query_is_sent_in_several(api: Api, monkey
     commands: list[Any] = []
     for n in range(30):
         order_id = order_id_for_key(account, f"split-{n}")
-        booking_id = booking_id_for(order_id, event)
         people = tuple(Attendee(f"Guest {n}-{i} " + "x" * 100, f"g{n}.{i}@example.com") for i in range(5))
-        commands.append(
-            Hold(
-                f"hold:{booking_id}",
-                booking_id,
-                order_id,
-                account,
-                people,
-                600.0,
-                NewOrder(order_id, account, f"hash-{n}", f"split-{n}"),
-            )
-        )
-        commands.append(Confirm(f"confirm:{booking_id}", booking_id))
+        # Held, then confirmed by a command of its own: two commands an order.
+        booked = one_event_order(order_id, account, event, people, 600.0, f"hash-{n}", f"split-{n}")
+        hold = replace(booked, confirm=False)
+        commands += [hold, Confirm(f"confirm:{hold.booking_id}", hold.booking_id)]
     actor = EventActor(event, api.runtime.settings.store_url)
     reply = await actor.submit(commands)
     await actor.close()
