@@ -157,10 +157,10 @@ async def place_order(sv: Services, req: HotRequest) -> Answer:
 
 async def event_detail(sv: Services, req: HotRequest) -> Answer | None:
     viewer = _principal(sv, req, required=False)
-    body = sv.events.cached_public(req.param, viewer) or await sv.events.public(req.param, viewer)
-    if body is None:
+    cached = sv.events.cached_public(req.param, viewer) or await sv.events.public(req.param, viewer)
+    if cached is None:
         return None  # the host's own view: FastAPI reads, validates and writes it
-    return Answer(200, body)
+    return Answer(200, *cached.encoded(req.headers.get(b"accept-encoding")))
 
 
 _LIST_PARAMS = {"page_size", "cursor"}
@@ -202,10 +202,10 @@ async def event_list(sv: Services, req: HotRequest) -> Answer | None:
     if page_size > limit:
         raise InvalidRequest(f"page_size is at most {limit}")
     events = sv.events
-    body = events.cached_page(cursor, page_size) or await events.browse(
+    cached = events.cached_page(cursor, page_size) or await events.browse(
         text=None, starts_from=None, starts_to=None, cursor=cursor, limit=page_size
     )
-    return Answer(200, body)
+    return Answer(200, *cached.encoded(req.headers.get(b"accept-encoding")))
 
 
 class _BodyInvalid(Exception):

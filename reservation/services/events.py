@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from reservation.api.encoding import CachedJson
 from reservation.api.schemas import EventCreate, EventPage, EventRead, EventUpdate
 from reservation.auth import Principal, Role
 from reservation.domain.commands import Configure
@@ -79,7 +80,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidRequest("malformed cursor") from exc
 
 
-def _public_for(cached: tuple[str, bytes], viewer: Principal | None) -> bytes | None:
+def _public_for(cached: tuple[str, CachedJson], viewer: Principal | None) -> CachedJson | None:
     """The cached public JSON of an event, or None when ``viewer`` is its host (who sees more)."""
     host_id, body = cached
     return None if viewer is not None and viewer.account_id == host_id else body
@@ -174,7 +175,7 @@ class EventService:
         self.rt.events_cache.invalidate()
         return await self.get_for_host(host, event_id)
 
-    async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any] | bytes:
+    async def get(self, event_id: str, viewer: Principal | None) -> dict[str, Any] | CachedJson:
         """One event: the host's view (fresh) for its host, else the public view as cached JSON."""
         body = await self.public(event_id, viewer)
         if body is None:
@@ -182,30 +183,30 @@ class EventService:
             return await self.get_for_host(viewer, event_id)
         return body
 
-    def cached_public(self, event_id: str, viewer: Principal | None) -> bytes | None:
+    def cached_public(self, event_id: str, viewer: Principal | None) -> CachedJson | None:
         """``public`` when the cache holds the answer and the viewer is not the host, else None."""
         cached = self.rt.events_cache.peek(("event", event_id))
         return None if cached is None else _public_for(cached, viewer)
 
-    def cached_page(self, cursor: str | None, limit: int) -> bytes | None:
+    def cached_page(self, cursor: str | None, limit: int) -> CachedJson | None:
         """An unfiltered first page from the cache, or None (``browse`` then loads it)."""
         if cursor:
             return None
-        body: bytes | None = self.rt.events_cache.peek(_page_key(None, None, None, None, limit))
-        return body
+        page: CachedJson | None = self.rt.events_cache.peek(_page_key(None, None, None, None, limit))
+        return page
 
-    async def public(self, event_id: str, viewer: Principal | None) -> bytes | None:
+    async def public(self, event_id: str, viewer: Principal | None) -> CachedJson | None:
         """The public view as cached JSON; None when ``viewer`` is the event's host, who sees more."""
 
-        async def load() -> tuple[str, bytes] | None:
+        async def load() -> tuple[str, CachedJson] | None:
             row = await catalog.get_event(self.rt.reader, event_id)
             if row is None:
                 return None
-            return row["host_id"], EventRead.model_validate(event_view(row)).model_dump_json().encode()
+            return row["host_id"], CachedJson(EventRead.model_validate(event_view(row)).model_dump_json().encode())
 
         # Readers share one serialised answer per event for the cache's lifetime; the
         # host id kept beside it tells the host apart without a database read.
-        cached: tuple[str, bytes] | None = await self.rt.events_cache.get(("event", event_id), load)
+        cached: tuple[str, CachedJson] | None = await self.rt.events_cache.get(("event", event_id), load)
         if cached is None:
             raise NotFound("no such event")
         return _public_for(cached, viewer)
@@ -218,12 +219,12 @@ class EventService:
         starts_to: datetime | None,
         cursor: str | None,
         limit: int,
-    ) -> bytes:
+    ) -> CachedJson:
         """A page of events as JSON; identical queries within the cache's lifetime share it."""
         after = decode_cursor(cursor) if cursor else None
         key = _page_key(text, starts_from, starts_to, after, limit)
 
-        async def load() -> bytes:
+        async def load() -> CachedJson:
             rows = await catalog.list_events(
                 self.rt.reader,
                 text=text,
@@ -237,7 +238,7 @@ class EventService:
                 last = rows[-1]
                 next_cursor = encode_cursor([last["starts_at"].isoformat(), last["id"]])
             page = EventPage.model_validate({"items": [event_view(r) for r in rows], "next_cursor": next_cursor})
-            return page.model_dump_json().encode()
+            return CachedJson(page.model_dump_json().encode())
 
-        body: bytes = await self.rt.events_cache.get(key, load)
-        return body
+        cached: CachedJson = await self.rt.events_cache.get(key, load)
+        return cached

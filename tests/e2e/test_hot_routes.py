@@ -8,11 +8,13 @@ headers and bodies, and the test checks which layer actually answered.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import ray
 
@@ -234,6 +236,43 @@ async def test_reads_and_probe(served: tuple[Api, list[str]]) -> None:
         assert "GET /api/events" in answered
     else:
         assert answered == []
+
+
+async def _raw_get(api: Api, path: str, accept: str, **params: Any) -> tuple[httpx.Headers, bytes]:
+    """An answer's headers and its bytes as they came over the wire (not decoded)."""
+    headers = {"Accept-Encoding": accept}
+    async with api.client.stream("GET", path, headers=headers, params=params) as r:
+        assert r.status_code == 200
+        return r.headers, b"".join([chunk async for chunk in r.aiter_raw()])
+
+
+async def test_public_reads_are_gzipped_for_clients_that_accept_it(served: tuple[Api, list[str]]) -> None:
+    api, answered = served
+    host = await account(api, "host")
+    tag = new_id()[-8:]
+    long = await api.create_event(host, title=f"Zip {tag}", description="A long evening of music. " * 60)
+    short = await api.create_event(host, title=f"Zip {tag} short")
+    for n in range(4):
+        await api.create_event(host, title=f"Zip {tag} {n}")
+
+    for path, params in ((f"/api/events/{long['id']}", {}), ("/api/events", {"page_size": 6})):
+        plain_headers, plain = await _raw_get(api, path, "identity", **params)
+        assert "content-encoding" not in plain_headers and plain_headers["vary"] == "Accept-Encoding"
+        zipped_headers, zipped = await _raw_get(api, path, "br;q=1, gzip;q=0.5", **params)
+        assert zipped_headers["content-encoding"] == "gzip" and zipped_headers["vary"] == "Accept-Encoding"
+        assert zipped_headers["content-type"] == "application/json"
+        assert int(zipped_headers["content-length"]) == len(zipped) < len(plain) / 4
+        assert gzip.decompress(zipped) == plain
+        refused_headers, refused = await _raw_get(api, path, "gzip;q=0, *", **params)
+        assert "content-encoding" not in refused_headers and refused == plain
+    assert len(orjson.loads(plain)["items"]) == 6
+
+    # Small answers go as they are, whatever the client accepts.
+    for path in (f"/api/events/{short['id']}", "/healthz"):
+        small_headers, small = await _raw_get(api, path, "gzip")
+        assert "content-encoding" not in small_headers and "vary" not in small_headers
+        assert orjson.loads(small)
+    assert answered.count("GET /api/events") == (3 if hot(served) else 0)
 
 
 async def test_hot_layer_leaves_other_routes_to_fastapi(served: tuple[Api, list[str]]) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from reservation.api.deps import CurrentHost, Events, MaybeUser, RuntimeDep
+from reservation.api.encoding import CachedJson
 from reservation.api.schemas import EventCreate, EventHostRead, EventPage, EventRead, EventUpdate
 from reservation.errors import InvalidRequest
 
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/api/events", tags=["events"])
 
 @router.get("", response_model=EventPage, response_class=Response)
 async def browse(
+    request: Request,
     events: Events,
     rt: RuntimeDep,
     q: Annotated[str | None, Query(max_length=200, description="text in title, description or venue")] = None,
@@ -31,19 +33,28 @@ async def browse(
     for value in (starts_from, starts_to):
         if value is not None and value.tzinfo is None:
             raise InvalidRequest("dates need a time zone (e.g. 2027-05-01T20:00:00Z)")
-    body = await events.browse(
+    page = await events.browse(
         text=q or None, starts_from=starts_from, starts_to=starts_to, cursor=cursor, limit=page_size
     )
-    return Response(body, media_type="application/json")
+    return _cached_response(page, request)
 
 
 @router.get("/{event_id}", response_model=EventHostRead | EventRead)
-async def detail(event_id: str, events: Events, viewer: MaybeUser) -> Any:
+async def detail(event_id: str, request: Request, events: Events, viewer: MaybeUser) -> Any:
     """One event; its host also sees capacity, oversell, sold and held."""
     found = await events.get(event_id, viewer)
-    if isinstance(found, bytes):
-        return Response(found, media_type="application/json")
+    if isinstance(found, CachedJson):
+        return _cached_response(found, request)
     return found
+
+
+def _cached_response(cached: CachedJson, request: Request) -> Response:
+    """A cached answer, gzipped for a client that accepts it (``reservation.api.encoding``)."""
+    accept = request.headers.get("accept-encoding")
+    body, headers = cached.encoded(None if accept is None else accept.encode("latin-1"))
+    response = Response(body, media_type="application/json")
+    response.raw_headers.extend(headers)
+    return response
 
 
 @router.post("", status_code=201, response_model=EventHostRead)
