@@ -75,6 +75,8 @@ WRK_DIR = ROOT / "bench" / "wrk"
 RESULTS_DIR = ROOT / "bench" / "results"
 MYSQL_ENV = "RESERVATION_TEST_MYSQL_URL"
 DEFAULT_MYSQL = "mysql+aiomysql://root@127.0.0.1:3306"
+# The reads' Accept-Encoding by default: what locust's FastHttpUser sends, as browsers do.
+READS_ACCEPT = "gzip, deflate, br"
 HOT_CAPACITY = 10_000_000  # the schema's maximum: the hot event never sells out in a run
 HOT_OVERSELL = 1_000
 BUFFER_POOL_BYTES = 2 << 30
@@ -140,6 +142,8 @@ class Options:
     size_buffer_pool: bool = True
     # The floor and the reads take turns in this many rounds (see Bench.measure_gets).
     rounds: int = 4
+    # The Accept-Encoding of the floor's and the reads' requests ("" sends none).
+    accept_encoding: str = ""
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -172,6 +176,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--rounds",
         type=int,
         help="rounds in which the floor and the reads take turns (default 4; 2 with --tiny)",
+    )
+    parser.add_argument(
+        "--accept-encoding",
+        default=READS_ACCEPT,
+        help=f"Accept-Encoding of the floor's and the reads' requests (default {READS_ACCEPT!r}, what browsers and "
+        "locust's FastHttpUser send; 'identity' asks for uncompressed answers)",
     )
     parser.add_argument(
         "--keep-buffer-pool",
@@ -211,6 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         only=only,
         size_buffer_pool=not args.keep_buffer_pool and not args.tiny,
         rounds=rounds,
+        accept_encoding=args.accept_encoding,
     )
 
 
@@ -870,6 +881,7 @@ class Bench:
             "url": url,
             "seconds": run.seconds,
             "requests": int(rep["requests"]),
+            "bytes": int(rep["bytes"]),
             "requests_per_s": int(rep["requests"]) / run.seconds,
             "ok": ok,
             "ok_per_s": ok / run.seconds,
@@ -917,17 +929,18 @@ class Bench:
         rounds = self.opts.rounds
         share = self.opts.seconds / rounds
         warm: dict[str, WrkRun] = {}
+        args = [f"accept={self.opts.accept_encoding}"]
         if self.opts.warmup > 0:
             for target, path in paths:
                 progress(f"{target.label}: warm-up {self.opts.warmup:g} s")
                 warm[target.key] = self.run_wrk(
-                    f"{target.key}-warm", "get.lua", base + path, self.opts.warmup, [f"path={path}"]
+                    f"{target.key}-warm", "get.lua", base + path, self.opts.warmup, [f"path={path}", *args]
                 )
         runs: dict[str, list[WrkRun]] = defaultdict(list)
         for n in range(1, rounds + 1):
             progress(f"round {n}/{rounds}: {share:g} s per target, {self.opts.connections} connections")
             for target, path in paths:
-                run = self.run_wrk(f"{target.key}-{n}", "get.lua", base + path, share, [f"path={path}"])
+                run = self.run_wrk(f"{target.key}-{n}", "get.lua", base + path, share, [f"path={path}", *args])
                 progress(f"  {target.label}: {int(run.report['requests']) / share:,.0f} req/s")
                 runs[target.key].append(run)
         for target, path in paths:
@@ -1297,6 +1310,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"The floor and the reads took turns in {rounds} rounds of "
             f"{result['config']['seconds'] / rounds:g} s each (their figures add the rounds up)."
         )
+    gets = [t for t in TARGETS if t.kind in ("floor", "read") and result["targets"].get(t.key)]
+    if gets:
+        accept = result["config"].get("accept_encoding")
+        sizes = ", ".join(
+            f"{t.label.split(': ', 1)[1]} {row['bytes'] / row['requests']:,.0f}"
+            for t in gets
+            if (row := result["targets"][t.key])["requests"]
+        )
+        lines.append(
+            f"The floor and the reads sent {f'Accept-Encoding: {accept}' if accept else 'no Accept-Encoding'}; "
+            f"bytes per answer, headers included: {sizes}."
+        )
     engine = result["targets"].get("engine_batched")
     share = result["ratios"].get("engine_batched", {}).get("vs_store_ceiling")
     if engine and share is not None:
@@ -1479,6 +1504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "accounts": opts.accounts,
                     "tiny": opts.tiny,
                     "rounds": opts.rounds,
+                    "accept_encoding": opts.accept_encoding,
                     "hot_event": {"capacity": HOT_CAPACITY, "oversell_capacity": HOT_OVERSELL},
                 },
                 "targets": bench.rows,

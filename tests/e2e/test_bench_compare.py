@@ -78,6 +78,10 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
         assert f"{row['label']}: {commits['commits']:,.0f} group commits" in result.stdout
     assert "group_commits" not in data["targets"]["baseline_bookings_mariadb"]
     assert "took turns in 2 rounds" in result.stdout
+    # The floor and the reads asked as browsers and locust do; each row counts the bytes read.
+    assert data["config"]["accept_encoding"] == "gzip, deflate, br"
+    assert "sent Accept-Encoding: gzip, deflate, br; bytes per answer" in result.stdout
+    assert all(row["bytes"] > row["requests"] > 0 for row in data["targets"].values() if row and "bytes" in row)
     # The engine warmed up as long as every other target did.
     for key in ("engine_batched", "engine_unbatched"):
         assert data["targets"][key]["engine"]["warmup"] == data["config"]["warmup"] == 1.0
