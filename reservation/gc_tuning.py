@@ -17,8 +17,11 @@ import gc
 YOUNG = 50_000  # allocations between young-generation passes (CPython's default: 700)
 MIDDLE = 20  # young passes per middle-generation pass (default 10)
 OLD = 10  # middle passes per full pass (default 10)
+# An event actor freezes what each committed batch leaves (EventActor._spare_gc), which
+# also restarts the count: its young passes are for when commits stop for a long while.
+ACTOR_YOUNG = 1_000_000
 
 
-def tune() -> None:
+def tune(young: int = YOUNG) -> None:
     """Apply the thresholds above to this process's collector."""
-    gc.set_threshold(YOUNG, MIDDLE, OLD)
+    gc.set_threshold(young, MIDDLE, OLD)
