@@ -4,8 +4,8 @@ The public reads (a page of events, an event's public view) are answered from a
 cache that every reader of the same page shares for about a second. A page of 20
 events is about 10 KB of JSON and about 1 KB gzipped; compressing it costs some 80 µs
 on the 2-core machine, once per cache entry, and every client that sends
-``Accept-Encoding: gzip`` (browsers and most HTTP libraries do) then gets a tenth of
-the bytes: less to write, to send and to read on both sides of the connection.
+``Accept-Encoding: gzip`` (browsers and most HTTP libraries do) then gets about an
+eighth of the bytes: less to write, to send and to read on both sides of the connection.
 Answers under ``GZIP_MIN_BYTES`` stay as they are; both forms of a compressed answer
 say ``Vary: Accept-Encoding``, so that shared caches keep them apart.
 """
