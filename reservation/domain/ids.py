@@ -80,15 +80,25 @@ def booking_id_for(order_id: str, event_id: str) -> str:
     again, so only its front end ever derives it.
     """
     name = f"booking\x00{order_id}\x00{event_id}"
-    if len(order_id) == 36 and order_id[14] == "7" and order_id[8] == "-" and order_id[13] == "-":
-        h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    if is_time_ordered(order_id):
+        h = _digest(name).hex()
         return f"{order_id[:13]}-8{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
     return _name_based(name)
 
 
+def is_time_ordered(id_: str) -> bool:
+    """Whether ``id_`` is laid out as ``new_id`` makes ids: milliseconds first, version 7."""
+    return len(id_) == 36 and id_[14] == "7" and id_[8] == "-" and id_[13] == "-"
+
+
+def _digest(name: str) -> bytes:
+    """SHA-1 of the namespace and ``name``, as UUIDv5 takes it."""
+    return hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()
+
+
 def _name_based(name: str) -> str:
     """``str(uuid.uuid5(_NAMESPACE, name))``, without building a UUID object (hot path)."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest = bytearray(_digest(name)[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     return _text(digest)

@@ -17,7 +17,7 @@ NAMESPACE = uuid.UUID("6f1f2a9e-5d0b-4a53-9a1e-0c7b6a3d2e11")
 @given(st.text(), st.text())
 def test_name_based_ids_are_uuid5_of_the_same_names(first: str, second: str) -> None:
     assert ids.order_id_for_key(first, second) == str(uuid.uuid5(NAMESPACE, f"order\x00{first}\x00{second}"))
-    if not (len(first) == 36 and first[14] == "7"):  # not a time-ordered order id: below
+    if not ids.is_time_ordered(first):  # a time-ordered order id: below
         assert ids.booking_id_for(first, second) == str(uuid.uuid5(NAMESPACE, f"booking\x00{first}\x00{second}"))
 
 
@@ -60,6 +60,8 @@ def test_time_ordered_orders_booking_ids_sort_as_their_orders_were_made() -> Non
 def test_new_ids_are_time_ordered_version_7() -> None:
     before = time.time_ns() // 1_000_000
     made = [ids.new_id() for _ in range(1000)]
+    assert all(ids.is_time_ordered(i) for i in made)
+    assert not ids.is_time_ordered(ids.order_id_for_key("account", "key"))
     after = time.time_ns() // 1_000_000
     parsed = [uuid.UUID(i) for i in made]
     assert all(str(u) == i for u, i in zip(parsed, made, strict=True))
