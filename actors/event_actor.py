@@ -60,8 +60,9 @@ MEMORY_ORDERS = 50_000
 # How often what the committed batches left, frozen out of the cyclic collector's sight
 # (see _spare_gc), is all looked at once.
 FULL_GC_EVERY_S = 900.0
-# Group commits in flight at once (see _run).
-PIPELINE_DEPTH = 2
+# Group commits in flight at once (see _run), each on a store connection of its own,
+# opened the first time that many are in flight.
+PIPELINE_DEPTH = 3
 # How often an actor idle past ``idle_when_full_s`` asks Ray whether the cluster has
 # room for another event actor (see _should_stop).
 ROOM_CHECK_S = 5.0
@@ -218,6 +219,8 @@ class _Flight:
     started: float
     # The batch applied just before this one, if it was still in flight.
     previous: _Flight | None
+    # The store connection it is sent on (``InventoryStore.begin``).
+    slot: int
     # Set once the batch's statements have run (or failed), before its COMMIT.
     written: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[_Fate] | None = None
@@ -263,7 +266,8 @@ class EventActor:
         # Batches sent to the store, and those rolled back because the one before failed.
         self.launched = self.abandoned = 0
         self._depth = 1
-        self._slot = 0
+        # The store connections a batch in flight is on.
+        self._busy: set[int] = set()
         gc_tuning.tune(gc_tuning.ACTOR_YOUNG)  # see _spare_gc
 
     # ------------------------------------------------------------ public calls
@@ -340,12 +344,13 @@ class EventActor:
     async def _run(self) -> None:
         """Take what is queued, apply it and send it to the store; repeat.
 
-        On MariaDB/MySQL up to two batches are in flight: while batch N is written and
-        commits, batch N+1 is applied in memory (on top of N) and sent on the store's
-        second connection: its new rows at once, the rest once N's statements have run,
-        where it waits for N's row lock on the event. N+1 commits only once N has; if N
-        does not, N+1 is rolled back, memory is rebuilt from the store, and N+1's
-        commands (and N's, when N is worth a retry) run again.
+        On MariaDB/MySQL up to PIPELINE_DEPTH batches are in flight: while batch N is
+        written and commits, batch N+1 is applied in memory (on top of N) and sent on
+        another of the store's connections: its new rows at once, the rest once N's
+        statements have run, where it waits for N's row lock on the event; N+2 likewise
+        on top of N+1. A batch commits only once the one before it has; if that one does
+        not, it is rolled back (and so each after it), memory is rebuilt from the store,
+        and their commands (and the failed batch's, when it is worth a retry) run again.
         """
         assert self._wake is not None
         flights: deque[_Flight] = deque()
@@ -447,9 +452,9 @@ class EventActor:
         started = time.perf_counter()
         inv = self._claim.inventory
         now = time.time()
-        self._slot = (self._slot + 1) % self._depth
+        slot = self._free_slot()
         try:
-            tx = await self._store.begin(self._claim.epoch, self._slot)
+            tx = await self._store.begin(self._claim.epoch, slot)
         except Exception as exc:
             log.warning("event %s: cannot start a batch: %s", self.event_id, exc)
             self._fail(batch, Code.UNAVAILABLE, "store unavailable; retry")
@@ -473,9 +478,15 @@ class EventActor:
             await tx.rollback()
             raise  # applied in memory, never written: the loop rebuilds (see _run)
         self.launched += 1
-        flight = _Flight(batch, tx, inv, outcomes, effects, statements, started, previous)
+        flight = _Flight(batch, tx, inv, outcomes, effects, statements, started, previous, slot)
+        self._busy.add(slot)
         flight.task = asyncio.get_running_loop().create_task(self._commit(flight))
         return flight
+
+    def _free_slot(self) -> int:
+        """The lowest store connection no batch in flight is on: an actor opens a second
+        or third connection only once it has that many batches in flight at once."""
+        return min(set(range(self._depth)) - self._busy)
 
     async def _commit(self, flight: _Flight) -> _Fate:
         try:
@@ -486,6 +497,7 @@ class EventActor:
             return _Fate.FAILED
         finally:
             flight.written.set()
+            self._busy.discard(flight.slot)
             # Settled: its own predecessor is of no more use. Without this, under steady
             # load every flight would keep the one before alive, and so all of them.
             flight.previous = None

@@ -1329,7 +1329,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"The batched engine commits {share:.2f}× of the store ceiling ({engine['requests_per_s']:,.0f} of "
             f"{ceiling['requests_per_s']:,.0f} bookings/s: the same rows, {ceiling['mean_batch']:,.0f} bookings "
-            "per transaction, built beforehand and sent straight to MariaDB over two connections)."
+            f"per transaction, built beforehand and sent straight to MariaDB over {ceiling['engine']['callers']} "
+            "connections, as the actor keeps batches in flight)."
         )
     for target in TARGETS:
         commits = (result["targets"].get(target.key) or {}).get("group_commits")

@@ -13,8 +13,8 @@ is its own call and its own transaction (the actor's batch is capped at one book
 
 ``--store-ceiling`` measures what the store itself accepts: the same rows the actor
 writes for its batches (built beforehand by the store's own code, from commands applied
-to an in-memory inventory), sent straight to the database over two connections, as the
-actor keeps two batches in flight: a batch's new rows while the batch before is still
+to an in-memory inventory), sent straight to the database over as many connections as
+the actor keeps batches in flight: a batch's new rows while the batch before is still
 being written, its counters after that, then a COMMIT; no actor, no Ray, no Python work
 in the timed loop beyond sending. The engine cannot beat
 it on the same machine; the ratio of the two says how much of the store's speed the
@@ -171,6 +171,7 @@ async def _drive(
 
 
 async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> dict[str, Any]:
+    from actors.event_actor import PIPELINE_DEPTH
     from reservation.store.inventory import InventoryStore, Part, Query, batch_statements, send_queries
     from reservation.store.link import connect
 
@@ -249,7 +250,7 @@ async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> di
     meter = CpuMeter({"sender": [os.getpid()], "database": database_pids()})
     stop = time.monotonic() + seconds
     started = time.perf_counter()
-    await asyncio.gather(sender(), sender())
+    await asyncio.gather(*(sender() for _ in range(PIPELINE_DEPTH)))
     elapsed = time.perf_counter() - started
     return {
         "cpu_us_per_booking": meter.per_unit_us(booked),
@@ -258,6 +259,7 @@ async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> di
         **_latency_ms(latencies),
         "errors": errors,
         "mean_batch": float(batch),
+        "callers": PIPELINE_DEPTH,  # senders, one connection each
         "bookings": booked,
         "seconds": elapsed,
         "batches_prepared": len(texts),
@@ -268,7 +270,7 @@ async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> di
 def store_ceiling(url: str, *, seconds: float, batch: int) -> dict[str, Any]:
     _, event = _seed(url)
     result = asyncio.run(_store_ceiling(url, event, seconds, batch))
-    result.update(mode="store-ceiling", callers=2, call_size=batch, transport="none", event_id=event)
+    result.update(mode="store-ceiling", call_size=batch, transport="none", event_id=event)
     return result
 
 

@@ -168,7 +168,7 @@ class InventoryStore:
 
         The store keeps its connections from one batch to the next (a pool's check-out
         and check-in per batch would add a ROLLBACK round trip, the pool's reset, to the
-        COMMIT). Two slots let a batch be sent while the one before it commits. A
+        COMMIT). More slots let batches be sent while the ones before them commit. A
         transaction that fails gives its connection up; the next batch on that slot
         connects afresh.
         """
