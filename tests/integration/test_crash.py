@@ -560,8 +560,9 @@ async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class
             holds = [_hold_and_confirm(account, event_id, f"{prefix}-{n}", n)[0] for n in seats]
             return [replace(h, confirm=True) for h in holds]
 
-        # Two batches open both store connections; after that no batch start waits for
-        # anything, and batch N+1 is applied before batch N's task has run at all.
+        # Two batches in flight open two store connections; after that the first two
+        # batches start without waiting for anything, and the second is applied before
+        # the first one's task has run at all.
         assert all(o.ok for o in (await actor.submit(bookings("warm", range(1, 5)))).outcomes)
         BatchTransaction.send = send_and_look  # type: ignore[method-assign]
         try:
@@ -670,16 +671,8 @@ class RotatingActor(EventActor):
         return self.turn
 
 
-class TwoInFlightActor(EventActor):
-    """Keeps at most two batches in flight."""
-
-    def _ensure_loop(self) -> None:
-        super()._ensure_loop()
-        self._depth = 2
-
-
 async def _batches_in_flight(
-    mysql_url: str, tmp_path: Path, actor_class: type[EventActor]
+    mysql_url: str, tmp_path: Path, actor_class: type[EventActor], **options: Any
 ) -> tuple[int, int, int, dict[str, Any]]:
     """Three one-seat bookings, one after the other; then batch N (a hold) waits for the
     event's row lock, held from outside, while two more batches of a new booking each
@@ -689,7 +682,7 @@ async def _batches_in_flight(
     from sqlalchemy import text
 
     async with open_api(mysql_url, tmp_path) as api:
-        account, event_id, actor = await _loaded_actor(api, actor_class, 20)
+        account, event_id, actor = await _loaded_actor(api, actor_class, 20, **options)
         for n in range(3):
             quiet = replace(_hold_and_confirm(account, event_id, f"quiet-{n}", 1)[0], confirm=True)
             assert (await actor.submit([quiet])).outcomes[0].ok
@@ -723,10 +716,11 @@ async def test_three_batches_in_flight_on_connections_opened_as_needed(mysql_url
     rows of both batches behind the one waiting go in before it commits. An actor that
     never has two in flight keeps one connection.
 
-    Negative controls: with two in flight at most, the third batch's rows wait; an actor
-    that takes its connections in turn opens all three for bookings one at a time.
+    Negative controls: a third batch smaller than ``deep_batch`` (here 500, the
+    default) waits for the oldest, and its rows with it; an actor that takes its
+    connections in turn opens all three for bookings one at a time.
     """
-    quiet, busy, ahead, snapshot = await _batches_in_flight(mysql_url, tmp_path, EventActor)
+    quiet, busy, ahead, snapshot = await _batches_in_flight(mysql_url, tmp_path, EventActor, deep_batch=1)
     assert (quiet, busy, ahead) == (1, 3, 2)
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 3 + 2 + 1 + 3
@@ -734,11 +728,11 @@ async def test_three_batches_in_flight_on_connections_opened_as_needed(mysql_url
         (1, "confirmed"), (1, "confirmed"), (1, "confirmed"), (1, "confirmed"), (2, "confirmed"), (3, "confirmed")
     ]
 
-    quiet, busy, ahead, snapshot = await _batches_in_flight(mysql_url, tmp_path / "two", TwoInFlightActor)
+    quiet, busy, ahead, snapshot = await _batches_in_flight(mysql_url, tmp_path / "small", EventActor)
     assert (quiet, busy, ahead) == (1, 2, 1)
     assert_counters_match_rows(snapshot)
 
-    quiet, _, _, _ = await _batches_in_flight(mysql_url, tmp_path / "rotating", RotatingActor)
+    quiet, _, _, _ = await _batches_in_flight(mysql_url, tmp_path / "rotating", RotatingActor, deep_batch=1)
     assert quiet == 3
 
 
