@@ -6,7 +6,7 @@ the front ends do (``--transport ray``: as Ray actor calls). Batched, each call 
 and the actor group-commits everything queued. The callers together offer 4,000
 bookings at a time by default (16 calls of 250), so that when a batch commits the next
 one is already queued. Offering 2,000 (4 calls of 500), about what the actor's two
-batches in flight hold, left it waiting for calls between commits: 8,541-12,141
+batches in flight held then, left it waiting for calls between commits: 8,541-12,141
 against 13,045-13,229 bookings/s in alternating runs on a 2-core machine, at the same
 CPU per booking (batches of 1,000 against 1,330 on average). Unbatched, every booking
 is its own call and its own transaction (the actor's batch is capped at one booking).

@@ -15,7 +15,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -596,32 +596,45 @@ async def test_each_batch_writes_the_counters_of_its_own_commands(mysql_url: str
     assert late[0] > warm + 1 + 2, late
 
 
+async def _rows_in_before_the_lock_goes(
+    api: Api, event_id: str, launch: Callable[[], Awaitable[list[asyncio.Task[Any]]]], new: list[Hold]
+) -> tuple[int, list[Any]]:
+    """Hold the event's row lock from outside while ``launch`` submits batches, the
+    first of which waits for it; answer how many of ``new``'s booking rows were in the
+    store, uncommitted, before the lock went, and the calls' replies once all settled."""
+    from sqlalchemy import text
+
+    async with api.runtime.writer.connect() as lock, api.runtime.writer.connect() as peek:
+        await peek.execute(text("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"))
+        await lock.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
+        calls = await launch()
+        ahead, deadline = 0, time.monotonic() + 2.0
+        while ahead < len(new) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            count = select(func.count()).where(bookings.c.id.in_([h.booking_id for h in new]))
+            ahead = int((await peek.execute(count)).scalar_one())
+            await peek.rollback()
+        assert not any(c.done() for c in calls), "a batch went past the lock"
+        await lock.rollback()
+    replies = await asyncio.wait_for(asyncio.gather(*calls), 30)
+    assert all(o.ok for r in replies for o in r.outcomes)
+    return ahead, replies
+
+
 async def _rows_in_before_the_batch_ahead_commits(mysql_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
     """Batch N (a hold) waits for the event's row lock, held from outside; batch N+1
     (that hold's confirmation and two new bookings) is applied on top of it and sent.
     Answers how many of N+1's new booking rows were in the store, uncommitted, before
     the lock went, and the store's rows after both batches settled."""
-    from sqlalchemy import text
-
     async with open_api(mysql_url, tmp_path) as api:
         account, event_id, actor = await _loaded_actor(api, EventActor, 20)
         hold_x, confirm_x, _ = _hold_and_confirm(account, event_id, "x", 2)
         new = [replace(_hold_and_confirm(account, event_id, f"new-{n}", n)[0], confirm=True) for n in (1, 3)]
-        async with api.runtime.writer.connect() as lock, api.runtime.writer.connect() as peek:
-            await peek.execute(text("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"))
-            await lock.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
-            batch_n = await _launched(actor, [hold_x])
-            batch_n1 = await _launched(actor, [confirm_x, *new])
-            ahead, deadline = 0, time.monotonic() + 2.0
-            while ahead < len(new) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                count = select(func.count()).where(bookings.c.id.in_([h.booking_id for h in new]))
-                ahead = int((await peek.execute(count)).scalar_one())
-                await peek.rollback()
-            assert not batch_n.done() and not batch_n1.done(), "a batch went past the lock"
-            await lock.rollback()
-        replies = await asyncio.wait_for(asyncio.gather(batch_n, batch_n1), 30)
-        assert all(o.ok for r in replies for o in r.outcomes)
+
+        async def launch() -> list[asyncio.Task[Any]]:
+            return [await _launched(actor, [hold_x]), await _launched(actor, [confirm_x, *new])]
+
+        ahead, replies = await _rows_in_before_the_lock_goes(api, event_id, launch, new)
         assert [r.batch_sizes for r in replies] == [[1], [3]]
         await actor.close()
         return ahead, await store_rows(api, event_id)
@@ -677,10 +690,9 @@ async def _batches_in_flight(
     """Three one-seat bookings, one after the other; then batch N (a hold) waits for the
     event's row lock, held from outside, while two more batches of a new booking each
     are submitted. Answers the store connections the actor had after the quiet
-    bookings and while N waited, how many of the two new bookings were in the store,
-    uncommitted, before the lock went, and the store's rows after all settled."""
-    from sqlalchemy import text
-
+    bookings and after the three batches, how many of the two new bookings were in
+    the store, uncommitted, before the lock went, and the store's rows after all
+    settled."""
     async with open_api(mysql_url, tmp_path) as api:
         account, event_id, actor = await _loaded_actor(api, actor_class, 20, **options)
         for n in range(3):
@@ -690,22 +702,13 @@ async def _batches_in_flight(
         quiet_links = len(actor._store._links)
         hold_x, confirm_x, _ = _hold_and_confirm(account, event_id, "x", 2)
         new = [replace(_hold_and_confirm(account, event_id, f"new-{n}", n)[0], confirm=True) for n in (1, 3)]
-        async with api.runtime.writer.connect() as lock, api.runtime.writer.connect() as peek:
-            await peek.execute(text("SET SESSION TRANSACTION ISOLATION LEVEL READ UNCOMMITTED"))
-            await lock.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
-            calls = [await _launched(actor, [hold_x]), await _launched(actor, [confirm_x, new[0]])]
-            calls.append(asyncio.create_task(actor.submit([new[1]])))
-            ahead, deadline = 0, time.monotonic() + 2.0
-            while ahead < len(new) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                count = select(func.count()).where(bookings.c.id.in_([h.booking_id for h in new]))
-                ahead = int((await peek.execute(count)).scalar_one())
-                await peek.rollback()
-            busy_links = len(actor._store._links)
-            assert not any(c.done() for c in calls), "a batch went past the lock"
-            await lock.rollback()
-        replies = await asyncio.wait_for(asyncio.gather(*calls), 30)
-        assert all(o.ok for r in replies for o in r.outcomes)
+
+        async def launch() -> list[asyncio.Task[Any]]:
+            first = [await _launched(actor, [hold_x]), await _launched(actor, [confirm_x, new[0]])]
+            return [*first, asyncio.create_task(actor.submit([new[1]]))]
+
+        ahead, _ = await _rows_in_before_the_lock_goes(api, event_id, launch, new)
+        busy_links = len(actor._store._links)  # kept from one batch to the next
         await actor.close()
         return quiet_links, busy_links, ahead, await store_rows(api, event_id)
 
