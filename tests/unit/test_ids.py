@@ -17,7 +17,7 @@ NAMESPACE = uuid.UUID("6f1f2a9e-5d0b-4a53-9a1e-0c7b6a3d2e11")
 @given(st.text(), st.text())
 def test_name_based_ids_are_uuid5_of_the_same_names(first: str, second: str) -> None:
     assert ids.order_id_for_key(first, second) == str(uuid.uuid5(NAMESPACE, f"order\x00{first}\x00{second}"))
-    if not ids.is_time_ordered(first):  # a time-ordered order id: below
+    if not ids.is_time_ordered(first):  # time-ordered order ids take another form: tested below
         assert ids.booking_id_for(first, second) == str(uuid.uuid5(NAMESPACE, f"booking\x00{first}\x00{second}"))
 
 
