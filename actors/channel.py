@@ -181,13 +181,17 @@ class Channel:
 
     async def call(self, commands: list[Any], timeout_s: float) -> Any:
         """Send ``commands``; the actor's reply, or ChannelClosed / TimeoutError."""
+        return await self.call_pickled(pickle.dumps(commands, protocol=pickle.HIGHEST_PROTOCOL), timeout_s)
+
+    async def call_pickled(self, payload: bytes, timeout_s: float) -> Any:
+        """``call`` with the commands pickled already (``pickle.dumps`` of the list)."""
         if self._closed is not None:
             raise ChannelClosed(str(self._closed))
         self._next_id += 1
         call_id = self._next_id
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[call_id] = future
-        self._outbox.send(call_id, pickle.dumps(commands, protocol=pickle.HIGHEST_PROTOCOL))
+        self._outbox.send(call_id, payload)
         try:
             return await asyncio.wait_for(future, timeout_s)
         finally:

@@ -10,6 +10,8 @@ batches in flight held then, left it waiting for calls between commits: 8,541-12
 against 13,045-13,229 bookings/s in alternating runs on a 2-core machine, at the same
 CPU per booking (batches of 1,000 against 1,330 on average). Unbatched, every booking
 is its own call and its own transaction (the actor's batch is capped at one booking).
+The warm-up's callers build their calls as they go; the timed run's are built (and
+pickled) beforehand, at twice the warm-up's rate (``prepared_calls``).
 
 ``--store-ceiling`` measures what the store itself accepts: the same rows the actor
 writes for its batches (built beforehand by the store's own code, from commands applied
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -122,9 +125,35 @@ def _seed(url: str) -> tuple[str, str]:
     return host, event
 
 
+def prepared_calls(event: str, bookings: int, call_size: int, pickled: bool) -> list[Any]:
+    """Calls of ``call_size`` bookings (``booking_commands``), at least ``bookings`` in
+    all, made before the timed run; ``pickled`` as the channel sends them.
+
+    Built in the timed loop, they cost the callers 23-28 µs of CPU per booking, a
+    quarter of the machine's (2-core machine, 11-28, a slow spell; more than half of it
+    building and pickling the commands, by py-spy), CPU the actor and MariaDB did not
+    get; built beforehand, 4.5-5.2 µs, and the engine committed 16,999, 16,900 and
+    15,160 bookings/s against 15,640, 15,408 and 12,920 (alternating runs). In a
+    cluster front ends build commands on machines of their own, so the benchmark
+    builds them before it starts its clock, as wrk's script does its bodies."""
+    out: list[Any] = []
+    for _ in range(-(-bookings // call_size)):
+        call = booking_commands(event, call_size)
+        out.append(pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL) if pickled else call)
+    return out
+
+
 async def _drive(
-    actor: Any, event: str, seconds: float, callers: int, call_size: int, endpoint: Any = None
+    actor: Any,
+    event: str,
+    seconds: float,
+    callers: int,
+    call_size: int,
+    endpoint: Any = None,
+    calls: list[Any] | None = None,
 ) -> dict[str, Any]:
+    """Drive the actor for ``seconds``: with ``calls`` (``prepared_calls``) until they
+    run out, else with calls built as it goes."""
     from actors.channel import Channel
     from reservation import gc_tuning
 
@@ -134,18 +163,28 @@ async def _drive(
     latencies: list[float] = []
     batches: list[int] = []
     stop = time.monotonic() + seconds
+    ready = None if calls is None else iter(calls)
+    ran_out = False
 
     channel = None if endpoint is None else await Channel.open(endpoint)
 
     async def caller() -> None:
-        nonlocal booked, errors
+        nonlocal booked, errors, ran_out
         while time.monotonic() < stop:
-            call = booking_commands(event, call_size)
+            if ready is None:
+                call = booking_commands(event, call_size)
+            else:
+                call = next(ready, None)
+                if call is None:
+                    ran_out = True
+                    return
             started = time.perf_counter()
             if channel is None:
                 reply = await actor.submit.remote(call)
-            else:
+            elif ready is None:
                 reply = await channel.call(call, timeout_s=60)
+            else:
+                reply = await channel.call_pickled(call, timeout_s=60)
             latencies.append(time.perf_counter() - started)
             batches.extend(reply.batch_sizes)
             ok = sum(1 for o in reply.outcomes if o.ok)
@@ -167,6 +206,7 @@ async def _drive(
         "mean_batch": statistics.fmean(batches) if batches else 0.0,
         "bookings": booked,
         "seconds": elapsed,
+        "ran_out": ran_out,
     }
 
 
@@ -294,10 +334,15 @@ def run(
         endpoint = ray.get(actor.endpoint.remote()) if transport == "direct" else None
         size = call_size if batched else 1
         width = callers if batched else max(callers, 32)
-        asyncio.run(_drive(actor, event, warmup, width, size, endpoint))
+        warm = asyncio.run(_drive(actor, event, warmup, width, size, endpoint))
+        # Calls for twice the warm-up's rate, whose callers built theirs as they went:
+        # a run that uses them all stops early ("ran_out") and its rate still counts.
+        calls = prepared_calls(event, int(2 * warm["bookings_per_s"] * seconds) + size * width, size,
+                               pickled=endpoint is not None)
         actor_pid: int = ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()))
         meter = CpuMeter({"actor": [actor_pid], "callers": [os.getpid()], "database": database_pids()})
-        result = asyncio.run(_drive(actor, event, seconds, width, size, endpoint))
+        result = asyncio.run(_drive(actor, event, seconds, width, size, endpoint, calls))
+        del calls
         result["cpu_us_per_booking"] = meter.per_unit_us(result["bookings"])
         result["stolen_pct"] = meter.stolen_pct()
         state = ray.get(actor.state.remote())

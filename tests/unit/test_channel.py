@@ -67,6 +67,22 @@ async def test_concurrent_calls_get_their_own_replies_out_of_order() -> None:
     assert finished != sorted(finished)
 
 
+async def test_commands_pickled_beforehand_are_served_as_the_commands_themselves() -> None:
+    serve = Echo()
+    server, endpoint = await _served(serve)
+    channel = await Channel.open(endpoint)
+    try:
+        payload = pickle.dumps(["early-a", "early-b"], protocol=pickle.HIGHEST_PROTOCOL)
+        replies = await asyncio.gather(
+            channel.call_pickled(payload, timeout_s=5), channel.call(["late"], timeout_s=5)
+        )
+    finally:
+        channel.close()
+        server.close()
+    assert replies == [["EARLY-A", "EARLY-B"], ["LATE"]]
+    assert sorted(serve.seen) == [["early-a", "early-b"], ["late"]]
+
+
 async def test_a_connection_without_the_token_is_closed_unserved() -> None:
     serve = Echo()
     server, endpoint = await _served(serve)
