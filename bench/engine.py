@@ -269,13 +269,11 @@ async def _store_ceiling(url: str, event: str, seconds: float, batch: int) -> di
                 previous = ran
                 started = time.perf_counter()
                 try:
-                    ahead = not before.is_set()
-                    if ahead:
-                        await send_queries(conn, new_rows, fenced=False)
+                    # (The actor sends both parts in one query when the batch before
+                    # has been written already.)
+                    await send_queries(conn, new_rows, fenced=False)
                     await before.wait()
                     fenced = await send_queries(conn, rest) == 0
-                    if not ahead:  # the actor sends both in one query here
-                        await send_queries(conn, new_rows, fenced=False)
                 finally:
                     ran.set()
                 await conn.commit()

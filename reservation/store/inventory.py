@@ -5,10 +5,10 @@ One ``InventoryStore`` serves one actor. A batch is one transaction:
 1. load the bookings and orders the batch refers to that the actor does not hold in
    memory (so a command retried after a restart is recognised);
 2. the actor applies the commands to its state machine (no awaits in between);
-3. the event's counters are written first, fenced by the actor's epoch (a stale
-   incarnation matches no row and is refused), then every row the batch created or
+3. the rows the batch creates are written, then the event's counters, fenced by the
+   actor's epoch (a stale incarnation matches no row and is refused), and the rows it
    changed; then COMMIT. Callers are answered only after that. While the batch before
-   is still being written, the rows the batch creates may go first (``Part``).
+   is still being written, the rows the batch creates go ahead on their own (``Part``).
 
 It runs on the drivers alone, on connections of its own (``link``), so that an actor
 process never imports SQLAlchemy (``rows``).
@@ -260,9 +260,10 @@ class BatchTransaction:
         """Run a batch's statements (``part`` of them); raise Fenced if another
         incarnation owns the event.
 
-        The event's counters go first, fenced by this incarnation's epoch, then every row
-        the batch created or changed (with ``Part.REST``, the rows it changed). Each part
-        is one round trip on MySQL/MariaDB however many tables the batch touches.
+        On MySQL/MariaDB the rows the batch created go first, then the event's counters,
+        fenced by this incarnation's epoch, then the rows it changed (``queries``); on
+        SQLite, the counters first. Each part is one round trip on MySQL/MariaDB however
+        many tables the batch touches.
         """
         if await statements.run(self.link, part) != 1:
             raise Fenced(self.event_id)
@@ -408,7 +409,10 @@ class Statements:
         """``part`` of the statements as MySQL/MariaDB queries (none if the part is empty).
 
         A table's new rows go as one load, or, fewer than LOAD_MIN_ROWS of them or
-        without ``can_load`` (a server that refuses them), as INSERT literals. Statements
+        without ``can_load`` (a server that refuses them), as INSERT literals. They go
+        before the updates: the counters' update takes the event's row lock, which the
+        next batch's counters wait for, and so holds it only for itself, the changes to
+        existing bookings and the COMMIT, not while the new rows go in. Statements
         (long inserts split into several) are packed into queries of at most
         MAX_QUERY_CHARS characters, inside max_allowed_packet: a batch of large orders
         becomes a few round trips instead of one the server would refuse. A load's rows
@@ -439,7 +443,7 @@ class Statements:
         queries = [Query()]
         size = 0
 
-        def add(statement: str, loaded: int | None = None, offered: dict[str, bytes] | None = None) -> None:
+        def add(statement: str, loaded: int | None = None, offered: dict[str, bytes] | None = None) -> Query:
             nonlocal size
             query = queries[-1]
             if query.statements and size + len(statement) > MAX_QUERY_CHARS:
@@ -451,12 +455,16 @@ class Statements:
             if offered:
                 query.loads.update(offered)
             size += len(statement) + 2
+            return query
 
-        for sql, rows, table in self._items:
-            if not part.takes(table is not None):
-                continue
+        fence = part.fenced
+        taken = [item for item in self._items if part.takes(item[2] is not None)]
+        for sql, rows, table in sorted(taken, key=lambda item: item[2] is None):  # new rows first
             if table is None:
-                add(sql % tuple(map(literal, rows[0])))
+                query = add(sql % tuple(map(literal, rows[0])))
+                if fence:  # the first update is the counters'
+                    query.fence = len(query.statements) - 1
+                    fence = False
             elif len(rows) < LOAD_MIN_ROWS or not can_load:
                 values: list[str] = []
                 length = len(sql)
@@ -477,11 +485,13 @@ class Statements:
 @dataclass(slots=True)
 class Query:
     """One round trip to MySQL/MariaDB: its statements, and for each the number of rows
-    it loads (None for an update), with those rows by the name its LOAD DATA gives."""
+    it loads (None for any other statement), with those rows by the name its LOAD DATA
+    gives; ``fence``, the place of the counters' update if it is in this query."""
 
     statements: list[str] = field(default_factory=list)
     rows: list[int | None] = field(default_factory=list)
     loads: dict[str, bytes] = field(default_factory=dict)
+    fence: int | None = None
 
     @property
     def text(self) -> str:
@@ -489,8 +499,8 @@ class Query:
 
 
 async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -> int:
-    """Run the queries on an actor's connection (``link.connect``); answers the first
-    statement's row count (the fence) if ``fenced``, else 1.
+    """Run the queries on an actor's connection (``link.connect``); answers the
+    counters' update's row count (the fence: ``Query.fence``) if ``fenced``, else 1.
 
     ``LOAD DATA LOCAL`` takes a duplicate key as a row to skip, and a value it must cut
     or change as a warning, where an INSERT fails: a load that wrote fewer rows than it
@@ -506,8 +516,8 @@ async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -
             offer_loads(driver, query.loads)
             problem: pymysql.err.Error | None = None
             await cursor.execute(query.text)
-            for expected in query.rows:
-                if first < 0:
+            for place, expected in enumerate(query.rows):
+                if place == query.fence and fenced:
                     first = int(cursor.rowcount)
                     if first != 1:
                         break
@@ -517,7 +527,7 @@ async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -
                     break
             # Read every result: a later statement's error surfaces here, and the
             # connection must be drained before the next query, COMMIT or ROLLBACK.
-            if first != 1:
+            if first >= 0 and first != 1:
                 with contextlib.suppress(pymysql.err.Error):
                     while await cursor.nextset():
                         pass

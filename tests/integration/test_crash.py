@@ -403,24 +403,24 @@ async def _batch_on_top_of_a_failing_one(api: Api, actor_class: type[EventActor]
 
     A first incarnation books a keyed order A. A second one (empty memory) gets A's
     replay as batch N: its optimistic insert of A's order will fail on the unique id key.
-    The test holds the event's row lock from outside while N's statements wait for it,
-    so batch N+1 (two new orders) is certainly applied on top of N and sent while N is
-    still in flight. Then the lock goes and N fails.
+    The test locks A's order row from outside, and N's insert waits for that lock to
+    find the duplicate, so batch N+1 (two new orders) is certainly applied on top of N
+    and sent while N is still in flight. Then the lock goes and N fails.
     """
     host = await api.register("host")
     account = (await api.register("customer"))["X-Account"]
     event_id = (await api.create_event(host, capacity=20))["id"]
     url = api.runtime.settings.store_url
     first = EventActor(event_id, url)
-    hold_a, confirm_a, _ = _hold_and_confirm(account, event_id, "a", 2)
+    hold_a, confirm_a, order_a = _hold_and_confirm(account, event_id, "a", 2)
     assert all(o.ok for o in (await first.submit([hold_a, confirm_a])).outcomes)
     await first.close()
 
     second = actor_class(event_id, url)
-    await second.state()  # claims the event: the lock below must come after the claim
+    await second.state()  # claims the event first: a claim after the failure must not wait
     outside = api.runtime.writer
     async with outside.connect() as conn:
-        await conn.execute(select(events.c.id).where(events.c.id == event_id).with_for_update())
+        await conn.execute(select(orders.c.id).where(orders.c.id == order_a).with_for_update())
         batch_n = await _launched(second, [hold_a, confirm_a])
         hold_c, confirm_c, _ = _hold_and_confirm(account, event_id, "c", 3)
         hold_d, confirm_d, _ = _hold_and_confirm(account, event_id, "d", 1)

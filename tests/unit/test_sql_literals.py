@@ -171,21 +171,27 @@ def test_updates_render_as_the_driver_quotes_each_value() -> None:
         assert query.text == expected and query.rows == [None] and not query.loads
 
 
-def test_a_batch_is_one_query_with_its_rows_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_batch_is_one_query_with_its_rows_beside_it_and_its_updates_after_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(inventory, "LOAD_MIN_ROWS", 2)
     statements = Statements(inline=True)
     statements.add("UPDATE events SET sold = %s WHERE id = %s", (3, "e"))
     statements.insert(RowTable("orders", ("id", "total")), [("o1", 10), ("o2", 20)])
     statements.insert(RowTable("bookings", ("id",)), [("b1",), ("b2",), ("b3",)])
+    statements.add("UPDATE bookings SET status = %s WHERE id = %s", ("cancelled", "b0"))
     (query,) = statements.queries()
-    first, second, third = query.text.split(";\n")
-    assert first == "UPDATE events SET sold = 3 WHERE id = 'e'"
-    assert second.startswith("LOAD DATA LOCAL INFILE 'rows-")
+    first, second, third, fourth = query.text.split(";\n")
+    # The new rows go before the counters' update takes the event's row lock.
+    assert first.startswith("LOAD DATA LOCAL INFILE 'rows-")
     form = "CHARACTER SET utf8mb4 FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A'"
-    assert second.endswith(f" INTO TABLE orders {form} (id, total)")
-    assert third.endswith(f" INTO TABLE bookings {form} (id)")
-    names = [part.split("'")[1] for part in (second, third)]
-    assert query.rows == [None, 2, 3]
+    assert first.endswith(f" INTO TABLE orders {form} (id, total)")
+    assert second.endswith(f" INTO TABLE bookings {form} (id)")
+    assert third == "UPDATE events SET sold = 3 WHERE id = 'e'"
+    assert fourth == "UPDATE bookings SET status = 'cancelled' WHERE id = 'b0'"
+    names = [part.split("'")[1] for part in (first, second)]
+    assert query.rows == [2, 3, None, None]
+    assert query.fence == 2  # the counters' update, whose row count says whether the epoch holds
     assert query.loads == {names[0]: b"o1\t10\no2\t20\n", names[1]: b"b1\nb2\nb3\n"}
 
 
