@@ -674,6 +674,57 @@ async def test_a_batch_inserts_its_rows_while_the_one_before_commits(mysql_url: 
     assert_counters_match_rows(snapshot)
 
 
+async def _rows_in_before_a_lone_batch_takes_the_lock(mysql_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    """One batch of two new orders, with no batch before it, waits for the event's row
+    lock, held from outside; answers how many of its booking rows were in the store,
+    uncommitted, before the lock went, and the store's rows once it committed."""
+    async with open_api(mysql_url, tmp_path) as api:
+        account, event_id, actor = await _loaded_actor(api, EventActor, 20)
+        new = [replace(_hold_and_confirm(account, event_id, f"lone-{n}", n)[0], confirm=True) for n in (1, 3)]
+
+        async def launch() -> list[asyncio.Task[Any]]:
+            return [await _launched(actor, new)]
+
+        ahead, replies = await _rows_in_before_the_lock_goes(api, event_id, launch, new)
+        assert [r.batch_sizes for r in replies] == [[2]]
+        await actor.close()
+        return ahead, await store_rows(api, event_id)
+
+
+@pytest.mark.mysql
+async def test_a_batch_writes_its_new_rows_before_it_takes_the_events_row_lock(mysql_url: str, tmp_path: Path) -> None:
+    """A batch's query inserts its new rows before its counters' update, so the event's
+    row lock (which the next batch's counters wait for) is not held while they go in.
+
+    Negative control: a store that sends the counters first has none of the rows in
+    while it waits for the lock.
+    """
+    ahead, snapshot = await _rows_in_before_a_lone_batch_takes_the_lock(mysql_url, tmp_path)
+    assert ahead == 2
+    assert_counters_match_rows(snapshot)
+    assert snapshot["event"].sold == 1 + 3
+
+    from reservation.store.inventory import BatchTransaction
+
+    send = BatchTransaction.send
+
+    async def counters_first(tx: BatchTransaction, statements: Any, part: Part = Part.ALL) -> None:
+        if part is Part.ALL:
+            await send(tx, statements, Part.REST)
+            await send(tx, statements, Part.NEW_ROWS)
+        else:
+            await send(tx, statements, part)
+
+    BatchTransaction.send = counters_first  # type: ignore[method-assign]
+    try:
+        ahead, snapshot = await _rows_in_before_a_lone_batch_takes_the_lock(mysql_url, tmp_path / "counters-first")
+    finally:
+        BatchTransaction.send = send  # type: ignore[method-assign]
+    assert ahead == 0
+    assert_counters_match_rows(snapshot)
+    assert snapshot["event"].sold == 1 + 3
+
+
 class RotatingActor(EventActor):
     """WASTEFUL: sends each batch on the next store connection in turn, in flight or not."""
 
