@@ -621,27 +621,34 @@ async def _rows_in_before_the_lock_goes(
     return ahead, replies
 
 
-async def _rows_in_before_the_batch_ahead_commits(mysql_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    """Batch N (a hold) waits for the event's row lock, held from outside; batch N+1
-    (that hold's confirmation and two new bookings) is applied on top of it and sent.
-    Answers how many of N+1's new booking rows were in the store, uncommitted, before
-    the lock went, and the store's rows after both batches settled."""
+async def _new_rows_in_before_the_lock_goes(
+    mysql_url: str, tmp_path: Path, *, behind_a_hold: bool
+) -> tuple[int, dict[str, Any]]:
+    """A batch with two new bookings waits for the event's row lock, held from outside,
+    or, ``behind_a_hold``, is batch N+1 (with the confirmation of N's hold) applied on
+    top of batch N (a hold) that waits for it. Answers how many of the new booking rows
+    were in the store, uncommitted, before the lock went, and the store's rows after
+    every batch settled."""
     async with open_api(mysql_url, tmp_path) as api:
         account, event_id, actor = await _loaded_actor(api, EventActor, 20)
         hold_x, confirm_x, _ = _hold_and_confirm(account, event_id, "x", 2)
         new = [replace(_hold_and_confirm(account, event_id, f"new-{n}", n)[0], confirm=True) for n in (1, 3)]
 
         async def launch() -> list[asyncio.Task[Any]]:
+            if not behind_a_hold:
+                return [await _launched(actor, new)]
             return [await _launched(actor, [hold_x]), await _launched(actor, [confirm_x, *new])]
 
         ahead, replies = await _rows_in_before_the_lock_goes(api, event_id, launch, new)
-        assert [r.batch_sizes for r in replies] == [[1], [3]]
+        assert [r.batch_sizes for r in replies] == ([[1], [3]] if behind_a_hold else [[2]])
         await actor.close()
         return ahead, await store_rows(api, event_id)
 
 
 @pytest.mark.mysql
-async def test_a_batch_inserts_its_rows_while_the_one_before_commits(mysql_url: str, tmp_path: Path) -> None:
+async def test_a_batch_inserts_its_rows_while_the_one_before_commits(
+    mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The rows a batch creates go in while the batch before still waits to commit, so
     MariaDB works on both at once; its counters and its change to a row of the batch
     before still land after that batch.
@@ -649,7 +656,7 @@ async def test_a_batch_inserts_its_rows_while_the_one_before_commits(mysql_url: 
     Negative control: a store that sends each batch only once the one before has been
     written has none of the rows in before the lock goes.
     """
-    ahead, snapshot = await _rows_in_before_the_batch_ahead_commits(mysql_url, tmp_path)
+    ahead, snapshot = await _new_rows_in_before_the_lock_goes(mysql_url, tmp_path, behind_a_hold=True)
     assert ahead == 2
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 2 + 1 + 3
@@ -665,41 +672,23 @@ async def test_a_batch_inserts_its_rows_while_the_one_before_commits(mysql_url: 
         if part is not Part.NEW_ROWS:
             await send(tx, statements, Part.ALL)
 
-    BatchTransaction.send = in_order  # type: ignore[method-assign]
-    try:
-        ahead, snapshot = await _rows_in_before_the_batch_ahead_commits(mysql_url, tmp_path / "in-order")
-    finally:
-        BatchTransaction.send = send  # type: ignore[method-assign]
+    monkeypatch.setattr(BatchTransaction, "send", in_order)
+    ahead, snapshot = await _new_rows_in_before_the_lock_goes(mysql_url, tmp_path / "in-order", behind_a_hold=True)
     assert ahead == 0
     assert_counters_match_rows(snapshot)
 
 
-async def _rows_in_before_a_lone_batch_takes_the_lock(mysql_url: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    """One batch of two new orders, with no batch before it, waits for the event's row
-    lock, held from outside; answers how many of its booking rows were in the store,
-    uncommitted, before the lock went, and the store's rows once it committed."""
-    async with open_api(mysql_url, tmp_path) as api:
-        account, event_id, actor = await _loaded_actor(api, EventActor, 20)
-        new = [replace(_hold_and_confirm(account, event_id, f"lone-{n}", n)[0], confirm=True) for n in (1, 3)]
-
-        async def launch() -> list[asyncio.Task[Any]]:
-            return [await _launched(actor, new)]
-
-        ahead, replies = await _rows_in_before_the_lock_goes(api, event_id, launch, new)
-        assert [r.batch_sizes for r in replies] == [[2]]
-        await actor.close()
-        return ahead, await store_rows(api, event_id)
-
-
 @pytest.mark.mysql
-async def test_a_batch_writes_its_new_rows_before_it_takes_the_events_row_lock(mysql_url: str, tmp_path: Path) -> None:
+async def test_a_batch_writes_its_new_rows_before_it_takes_the_events_row_lock(
+    mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A batch's query inserts its new rows before its counters' update, so the event's
     row lock (which the next batch's counters wait for) is not held while they go in.
 
     Negative control: a store that sends the counters first has none of the rows in
     while it waits for the lock.
     """
-    ahead, snapshot = await _rows_in_before_a_lone_batch_takes_the_lock(mysql_url, tmp_path)
+    ahead, snapshot = await _new_rows_in_before_the_lock_goes(mysql_url, tmp_path, behind_a_hold=False)
     assert ahead == 2
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 1 + 3
@@ -715,11 +704,8 @@ async def test_a_batch_writes_its_new_rows_before_it_takes_the_events_row_lock(m
         else:
             await send(tx, statements, part)
 
-    BatchTransaction.send = counters_first  # type: ignore[method-assign]
-    try:
-        ahead, snapshot = await _rows_in_before_a_lone_batch_takes_the_lock(mysql_url, tmp_path / "counters-first")
-    finally:
-        BatchTransaction.send = send  # type: ignore[method-assign]
+    monkeypatch.setattr(BatchTransaction, "send", counters_first)
+    ahead, snapshot = await _new_rows_in_before_the_lock_goes(mysql_url, tmp_path / "first", behind_a_hold=False)
     assert ahead == 0
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 1 + 3
