@@ -1223,6 +1223,8 @@ class Bench:
         if mode != "store-ceiling" and "callers" in result:
             size = result["call_size"]
             offered = f" ({result['callers']} callers, {size} booking{'' if size == 1 else 's'} per call)"
+        if result.get("ran_out"):
+            offered += "; its calls built beforehand ran out early, the rate counts until then"
         progress(
             f"  {result['bookings_per_s']:,.0f} bookings/s, p99 {result['p99_ms']:.1f} ms, "
             f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}{offered}"

@@ -66,6 +66,8 @@ def booking_commands(event: str, n: int) -> list[Any]:
     return out
 
 
+# Bookings per second the timed run's calls are built for at the least (``run``).
+MIN_PREPARED_RATE = 10_000
 # The customers who book in the engine benchmark (accounts need no row of their own).
 CUSTOMERS = 10_000
 _ORDERS = itertools.count()
@@ -333,10 +335,11 @@ def run(
         size = call_size if batched else 1
         width = callers if batched else max(callers, 32)
         warm = asyncio.run(_drive(actor, event, warmup, width, size, endpoint))
-        # Calls for twice the warm-up's rate, whose callers built theirs as they went:
-        # a run that uses them all stops early ("ran_out") and its rate still counts.
-        calls = prepared_calls(event, int(2 * warm["bookings_per_s"] * seconds) + size * width, size,
-                               pickled=endpoint is not None)
+        # Calls for twice the warm-up's rate, whose callers built theirs as they went
+        # (and at least MIN_PREPARED_RATE, for a short or no warm-up): a run that uses
+        # them all stops early ("ran_out") and its rate still counts.
+        rate = max(2 * warm["bookings_per_s"], MIN_PREPARED_RATE if batched else MIN_PREPARED_RATE / 20)
+        calls = prepared_calls(event, int(rate * seconds) + size * width, size, pickled=endpoint is not None)
         actor_pid: int = ray.get(actor.__ray_call__.remote(lambda _self: os.getpid()))
         meter = CpuMeter({"actor": [actor_pid], "callers": [os.getpid()], "database": database_pids()})
         result = asyncio.run(_drive(actor, event, seconds, width, size, endpoint, calls))
