@@ -11,7 +11,8 @@ against 13,045-13,229 bookings/s in alternating runs on a 2-core machine, at the
 CPU per booking (batches of 1,000 against 1,330 on average). Unbatched, every booking
 is its own call and its own transaction (the actor's batch is capped at one booking).
 The warm-up's callers build their calls as they go; the timed run's are built (and
-pickled) beforehand, at twice the warm-up's rate (``prepared_calls``).
+pickled) beforehand, at twice the warm-up's rate or 10,000 bookings/s, whichever is
+more (``prepared_calls``).
 
 ``--store-ceiling`` measures what the store itself accepts: the same rows the actor
 writes for its batches (built beforehand by the store's own code, from commands applied
