@@ -28,7 +28,7 @@ from actors.event_actor import EventActor
 from reservation.domain.commands import Attendee, BookingStatus, Code, Confirm, Hold, NewOrder, one_event_order
 from reservation.domain.ids import new_id, order_id_for_key
 from reservation.store import inventory
-from reservation.store.inventory import Fenced, InventoryStore, Part
+from reservation.store.inventory import BatchTransaction, Fenced, InventoryStore, Part
 from reservation.store.schema import bookings, events, idempotency_keys, orders
 from tests.conftest import Api, open_api
 from tests.integration.checks import assert_counters_match_rows, store_rows
@@ -542,8 +542,6 @@ class LateRenderingActor(EventActor):
 async def _counters_each_batch_wrote(mysql_url: str, tmp_path: Path, actor_class: type[EventActor]) -> list[int]:
     """``sold`` as each batch wrote it (read back inside its own transaction), for six
     bookings of 1..6 seats queued at once and taken two per batch."""
-    from reservation.store.inventory import BatchTransaction
-
     written: list[int] = []
     send = BatchTransaction.send
 
@@ -664,8 +662,6 @@ async def test_a_batch_inserts_its_rows_while_the_one_before_commits(
         (1, "confirmed"), (2, "confirmed"), (3, "confirmed")
     ]
 
-    from reservation.store.inventory import BatchTransaction
-
     send = BatchTransaction.send
 
     async def in_order(tx: BatchTransaction, statements: Any, part: Part = Part.ALL) -> None:
@@ -692,8 +688,6 @@ async def test_a_batch_writes_its_new_rows_before_it_takes_the_events_row_lock(
     assert ahead == 2
     assert_counters_match_rows(snapshot)
     assert snapshot["event"].sold == 1 + 3
-
-    from reservation.store.inventory import BatchTransaction
 
     send = BatchTransaction.send
 
