@@ -497,6 +497,11 @@ class Query:
     def text(self) -> str:
         return ";\n".join(self.statements)
 
+    def offered(self) -> list[tuple[str, bytes] | None]:
+        """For each statement, the name and rows it loads, or None (``link.offer_loads``)."""
+        loads = iter(self.loads.items())
+        return [None if rows is None else next(loads) for rows in self.rows]
+
 
 async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -> int:
     """Run the queries on an actor's connection (``link.connect``); answers the
@@ -513,7 +518,7 @@ async def send_queries(driver: Any, queries: list[Query], fenced: bool = True) -
     try:
         first = -1 if fenced else 1
         for query in queries:
-            offer_loads(driver, query.loads)
+            offer_loads(driver, query.offered())
             problem: pymysql.err.Error | None = None
             await cursor.execute(query.text)
             for place, expected in enumerate(query.rows):

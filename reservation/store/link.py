@@ -180,16 +180,24 @@ class SQLiteLink(Link):
         await self.db.close()
 
 
-def offer_loads(driver: Any, loads: dict[str, bytes]) -> None:
-    """The rows the connection's next query loads, by the names its ``LOAD DATA LOCAL
-    INFILE 'name'`` statements give; what an earlier query left unasked is dropped.
+def offer_loads(driver: Any, loads: list[tuple[str, bytes] | None]) -> None:
+    """The rows the connection's next query loads: for each of its statements in order,
+    the name its ``LOAD DATA LOCAL INFILE 'name'`` gives and the rows, or None for a
+    statement that loads nothing (an INSERT or an UPDATE: its answer is one packet).
+    What an earlier query left unasked is dropped.
 
-    aiomysql answers the server's request for a load's rows with ``LoadLocalFile``,
-    which reads the file of that name. An actor's links answer it with ``_RowsInMemory``
-    instead: the rows offered here under that name, once, and nothing for any other
+    The server asks for a load's rows when it reaches the statement, and aiomysql
+    answers with ``LoadLocalFile``, which reads the file of that name. An actor's links
+    send the rows from memory instead, right behind the query (``_numbered``), so that
+    the server reads them as soon as it asks rather than waiting for the actor's loop
+    to read its request and answer. Where they cannot be numbered safely they go when
+    asked, as aiomysql would send a file. Either way ``_RowsInMemory`` answers the
+    request: with the rows offered under that name, once, and nothing for any other
     name, so no file is ever read, whatever the server asks for.
     """
-    setattr(driver, _PENDING, dict(loads))
+    setattr(driver, _OFFERED, loads)
+    setattr(driver, _ASKED, {})
+    setattr(driver, _AHEAD, {})
 
 
 async def quiet_cursor(driver: Any) -> Any:
@@ -217,15 +225,90 @@ def loaded_warnings(cursor: Any) -> int:
     return int(getattr(result, "warning_count", 0) or 0)
 
 
-_PENDING = "_reservation_loads"
+_OFFERED = "_reservation_offered"  # the next query's loads (``offer_loads``)
+_ASKED = "_reservation_asked"  # name -> rows, sent when the server asks for them
+_AHEAD = "_reservation_ahead"  # name -> numbers of its first data packet and of its OK
 # A load's rows go in data packets of at most this many bytes (well inside MariaDB's
 # max_allowed_packet).
 LOAD_PACKET_BYTES = 1 << 20
+# The highest number a packet sent ahead may carry. Packets are numbered from 0 within
+# a command and the numbers wrap at 256. A server that stops before a load asks for its
+# rows (a statement before it failed) reads what was sent ahead as the next command:
+# it drops the connection at a packet numbered other than 0, but would run one
+# numbered 0 as a command of its own. A query whose loads would need more numbers
+# sends its rows when asked.
+LAST_NUMBER_AHEAD = 255
+
+
+# A load's name, the numbers of its first data packet and of the server's OK after it.
+Marks = dict[str, tuple[int, int]]
+
+
+def _numbered(query_bytes: int, loads: list[tuple[str, bytes] | None]) -> tuple[bytes, Marks] | None:
+    """The data packets of a query's loads, numbered as the server will read them, and
+    for each load the numbers of its first data packet and of the server's OK after it;
+    None where a number would pass LAST_NUMBER_AHEAD.
+
+    The query is packet 0 (one packet, below pymysql's MAX_PACKET_LEN) and the
+    server's answer to its first statement packet 1. A load's answer is a request for
+    its rows, their data packets and an empty one from the client, then the server's
+    OK; any other statement's answer is one packet.
+    """
+    from pymysql.connections import MAX_PACKET_LEN
+
+    if query_bytes + 1 >= MAX_PACKET_LEN:
+        return None
+    number = 1
+    packets: list[bytes | memoryview] = []
+    marks: Marks = {}
+    for load in loads:
+        if load is None:
+            number += 1
+            continue
+        name, rows = load
+        number += 1  # past the server's request
+        first = number
+        view = memoryview(rows)
+        for start in range(0, len(view), LOAD_PACKET_BYTES):
+            chunk = view[start : start + LOAD_PACKET_BYTES]
+            packets += (len(chunk).to_bytes(3, "little") + bytes((number % 256,)), chunk)
+            number += 1
+        packets.append(b"\0\0\0" + bytes((number % 256,)))  # the end of the rows
+        if number > LAST_NUMBER_AHEAD:
+            return None
+        marks[name] = (first % 256, (number + 1) % 256)
+        number += 2  # past the empty packet and the OK
+    return b"".join(packets), marks
+
+
+def _send_rows_ahead(driver: Any) -> None:
+    """Make ``driver`` (an aiomysql connection) send the loads offered for a query right
+    behind the query, where ``_numbered`` can number them; else they wait to be asked."""
+    from pymysql.constants import COMMAND
+
+    send = driver._execute_command
+
+    async def execute_command(command: int, sql: bytes | str) -> None:
+        await send(command, sql)
+        offered: list[tuple[str, bytes] | None] | None = getattr(driver, _OFFERED, None)
+        if command != COMMAND.COM_QUERY or not offered:
+            return
+        setattr(driver, _OFFERED, None)
+        size = len(sql) if isinstance(sql, bytes) else len(sql.encode())
+        numbered = _numbered(size, offered)
+        if numbered is None:
+            setattr(driver, _ASKED, {name: rows for name, rows in filter(None, offered)})
+            return
+        packets, marks = numbered
+        setattr(driver, _AHEAD, marks)
+        driver._write_bytes(packets)
+
+    driver._execute_command = execute_command
 
 
 class _RowsInMemory:
-    """Sends a load's rows from memory (see ``offer_loads``); stands in for aiomysql's
-    ``LoadLocalFile``, whose constructor and ``send_data`` it keeps."""
+    """Answers the server's request for a load's rows (see ``offer_loads``); stands in
+    for aiomysql's ``LoadLocalFile``, whose constructor and ``send_data`` it keeps."""
 
     def __init__(self, filename: bytes | str, connection: Any) -> None:
         # As the server sent it (bytes); names are ASCII.
@@ -236,8 +319,21 @@ class _RowsInMemory:
         import pymysql
 
         conn = self.connection
-        pending: dict[str, bytes] = getattr(conn, _PENDING, {})
-        rows = pending.pop(self.filename, None)
+        ahead: Marks = getattr(conn, _AHEAD, None) or {}
+        if ahead:
+            # The rows are on their way; the server's next packet is its OK after them.
+            first, ok = ahead.pop(self.filename, (-1, -1))
+            if conn._next_seq_id != first:
+                # Not the request the rows were numbered for: what was sent ahead is
+                # not an answer to it, and the connection is out of step.
+                conn.close()
+                raise pymysql.err.OperationalError(
+                    2000, f"the server asked for rows by the name {self.filename!r} out of the order they were sent"
+                )
+            conn._next_seq_id = ok
+            return
+        asked: dict[str, bytes] = getattr(conn, _ASKED, None) or {}
+        rows = asked.pop(self.filename, None)
         try:
             if rows is None:
                 raise pymysql.err.OperationalError(
@@ -267,6 +363,7 @@ async def connect(target: Target) -> Link:
             local_infile=True,
             client_flag=CLIENT.FOUND_ROWS | CLIENT.MULTI_STATEMENTS,
         )
+        _send_rows_ahead(driver)
         link = MySQLLink(driver)
         try:
             # A server with local_infile off refuses every load: its batches go as inserts.

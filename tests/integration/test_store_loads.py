@@ -83,23 +83,159 @@ async def test_loaded_rows_come_back_unchanged(link: Link, table: RowTable, sql_
     assert await stored(link, table) == sorted(rows)
 
 
+class Wire:
+    """What a connection wrote, as MySQL packets (number, payload), and where among its
+    writes it first read a packet."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent = bytearray()
+        self.first_read: int | None = None  # bytes written before the first packet read
+        write, read = aiomysql.Connection._write_bytes, aiomysql.Connection._read_packet
+
+        def wrote(conn: aiomysql.Connection, data: bytes) -> None:
+            self.sent += data
+            write(conn, data)
+
+        async def reads(conn: aiomysql.Connection, *args: Any, **kwargs: Any) -> Any:
+            if self.first_read is None:
+                self.first_read = len(self.sent)
+            return await read(conn, *args, **kwargs)
+
+        monkeypatch.setattr(aiomysql.Connection, "_write_bytes", wrote)
+        monkeypatch.setattr(aiomysql.Connection, "_read_packet", reads)
+
+    def packets(self, upto: int | None = None) -> list[tuple[int, int]]:
+        """(number, size) of each packet written (before ``upto`` bytes)."""
+        sent, found, at = bytes(self.sent[:upto]), [], 0
+        while at < len(sent):
+            size = int.from_bytes(sent[at : at + 3], "little")
+            found.append((sent[at + 3], size))
+            at += 4 + size
+        return found
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["sent-ahead", "sent-when-asked"])
 async def test_rows_longer_than_a_packet_arrive_whole(
-    link: Link, table: RowTable, monkeypatch: pytest.MonkeyPatch
+    link: Link, table: RowTable, monkeypatch: pytest.MonkeyPatch, ahead: bool
 ) -> None:
+    """A load's rows go right behind its query, numbered as the server reads them; where
+    that would take packet numbers past LAST_NUMBER_AHEAD, only once the server asks."""
     monkeypatch.setattr(link_module, "LOAD_PACKET_BYTES", 3_000)
-    sizes: list[int] = []
-    write = aiomysql.Connection.write_packet
-
-    def counted(self: aiomysql.Connection, payload: bytes) -> None:
-        sizes.append(len(payload))
-        write(self, payload)
-
-    monkeypatch.setattr(aiomysql.Connection, "write_packet", counted)
+    if not ahead:
+        monkeypatch.setattr(link_module, "LAST_NUMBER_AHEAD", 10)
     rows = [(f"r{i:03}", f"row {i} " + "y" * 400, i, None) for i in range(100)]
-    await load(link, table, rows)
+    statements = Statements(inline=True)
+    statements.insert(table, rows)
+    (query,) = statements.queries()
+    ((data,),) = [query.loads.values()]
+    wire = Wire(monkeypatch)
+    await send_queries(link.driver, [query], fenced=False)
+    # The query (packet 0), the server's request (1), then the rows and an empty packet.
+    sizes = [3_000] * (len(data) // 3_000) + [len(data) % 3_000, 0]
+    assert wire.packets() == [(0, len(query.text) + 1), *enumerate(sizes, start=2)]
+    before_reading = wire.packets(wire.first_read)
+    assert len(before_reading) == (len(sizes) + 1 if ahead else 1)
     await link.commit()
     assert await stored(link, table) == rows
-    assert sizes.count(3_000) >= 10, sizes
+
+
+async def test_rows_go_ahead_numbered_past_the_statements_before_them(
+    link: Link, table: RowTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two loads, each behind a statement that answers with one packet: all of both
+    loads' rows go before the server's first answer, and both arrive."""
+    monkeypatch.setattr(link_module, "LOAD_PACKET_BYTES", 100)
+    update = f"UPDATE {table.name} SET n = n WHERE id = 'none'"
+    first, second = ([(f"{tag}{i:02}", tag * 50, i, None) for i in range(10)] for tag in "ab")
+    loads = []
+    for rows in (first, second):
+        statements = Statements(inline=True)
+        statements.insert(table, rows)
+        loads += statements.queries()
+    query = inventory.Query(
+        [update, loads[0].text, update, loads[1].text],
+        [None, *loads[0].rows, None, *loads[1].rows],
+        {**loads[0].loads, **loads[1].loads},
+    )
+    wire = Wire(monkeypatch)
+    await send_queries(link.driver, [query], fenced=False)
+    written = wire.packets()
+    assert wire.packets(wire.first_read) == written
+    # 0 the query, 1 the update's OK, 2 the first load's request, its rows from 3 ...
+    sizes = [len(rows) for rows in query.loads.values()]
+    first_packets = -(-sizes[0] // 100) + 1  # with the empty packet
+    assert [number for number, _ in written] == [
+        0,
+        *range(3, 3 + first_packets),
+        # ... its OK, the update's OK, the second load's request, its rows.
+        *range(3 + first_packets + 3, 3 + first_packets + 3 + -(-sizes[1] // 100) + 1),
+    ]
+    await link.commit()
+    assert await stored(link, table) == sorted(first + second)
+
+
+async def refused_load_behind(mysql_url: str, table: RowTable, rows: int, marker: str) -> bool:
+    """Send, on a connection of its own, a query of two loads: ``rows`` rows of 64 bytes
+    into ``table``, then a load the server refuses before it asks for its rows (no
+    such table), whose rows are a command that creates ``marker``, were it ever read as
+    one. Answers whether the connection still answers afterwards."""
+    first = b"".join(f"m{i:06}\t{'x' * 55}\n".encode() for i in range(rows))
+    query = inventory.Query(
+        [
+            f"LOAD DATA LOCAL INFILE 'first-{marker}' INTO TABLE {table.name} (id, body)",
+            f"LOAD DATA LOCAL INFILE 'second-{marker}' INTO TABLE {marker}_missing (id)",
+        ],
+        [rows, 1],
+        {f"first-{marker}": first, f"second-{marker}": b"\x03CREATE TABLE " + marker.encode() + b" (a INT)"},
+    )
+    sender = await connect(target_for(mysql_url))
+    try:
+        with pytest.raises(pymysql.err.ProgrammingError, match="doesn't exist"):
+            await send_queries(sender.driver, [query], fenced=False)
+        # Whatever the server does with what was sent ahead, it does before answering this.
+        try:
+            return await sender.fetch("SELECT 1") == [(1,)]
+        except pymysql.err.Error:
+            return False
+    finally:
+        await sender.close()
+
+
+async def table_exists(link: Link, name: str) -> bool:
+    ((count,),) = await link.fetch(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s", (name,)
+    )
+    return bool(count)
+
+
+async def test_rows_sent_ahead_of_a_load_the_server_refuses_are_never_run(
+    mysql_url: str, link: Link, table: RowTable
+) -> None:
+    """The server stops at the refused load and reads the rows sent for it as its next
+    command: numbered other than 0, they make it drop the connection, unrun."""
+    marker = "ahead_" + secrets.token_hex(4)
+    assert not await refused_load_behind(mysql_url, table, 10, marker)  # dropped
+    assert not await table_exists(link, marker)
+
+
+async def test_rows_that_would_be_numbered_0_wait_to_be_asked(
+    mysql_url: str, link: Link, table: RowTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """251 packets of the first load's rows would number the refused load's rows 0
+    (numbers wrap at 256): the server would run them as a command. So both loads wait
+    to be asked, and the refused one never is. Negative control: with the limit
+    lifted, the rows sent ahead run as a command and create the marker table."""
+    monkeypatch.setattr(link_module, "LOAD_PACKET_BYTES", 64)  # a row a packet
+    marker = "ahead_" + secrets.token_hex(4)
+    try:
+        assert await refused_load_behind(mysql_url, table, 251, marker)  # not dropped
+        assert not await table_exists(link, marker)
+
+        monkeypatch.setattr(link_module, "LAST_NUMBER_AHEAD", 1_000)
+        assert not await refused_load_behind(mysql_url, table, 251, marker)
+        assert await table_exists(link, marker)
+    finally:
+        await link.execute(f"DROP TABLE IF EXISTS {marker}")
 
 
 async def test_a_load_that_meets_a_key_used_before_fails(link: Link, table: RowTable) -> None:
