@@ -557,8 +557,9 @@ def _load_problem(cursor: Any, expected: int) -> pymysql.err.Error | None:
 
 
 # A table's rows in a batch from which they go as a load rather than INSERT literals.
-# A load costs an exchange of its own inside the batch's round trip (the server asks
-# for the rows): in the engine, at about 1,800 rows a batch, loads took MariaDB's CPU
+# Measured while a load still cost an exchange of its own inside the batch's round
+# trip (the server asked for the rows; they now go right behind the query, ``link``):
+# in the engine, at about 1,800 rows a batch, loads took MariaDB's CPU
 # per booking from 24-25 to 17-18 µs; one booking a batch committed 1,109-1,233
 # bookings/s with loads against 1,400-1,539 with inserts. Over HTTP, at about 17 rows
 # a batch, loads were a wash until a load set its batch-wide values once (``_load``);
