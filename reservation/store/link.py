@@ -9,7 +9,8 @@ to aiomysql and aiosqlite directly spares each actor process SQLAlchemy's import
 - MySQL/MariaDB: autocommit off (the first statement opens the transaction), rowcount
   as rows matched (``FOUND_ROWS``), several statements per query (``MULTI_STATEMENTS``,
   for the group commits), a 5 s connect timeout, and ``LOAD DATA LOCAL`` for a batch's
-  new rows, which go from memory and never from a file (``offer_loads``);
+  new rows, which go from memory right behind the query and never from a file
+  (``offer_loads``);
 - SQLite: WAL, ``synchronous=FULL``, a 10 s busy timeout, foreign keys on, and every
   transaction opened with ``BEGIN IMMEDIATE`` (the actor writes).
 

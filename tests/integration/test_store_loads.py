@@ -3,8 +3,9 @@
 
 What the server reads must be what was sent, byte for byte; a load must fail where the
 INSERT it replaces would have (a key used before, a value that does not fit) instead of
-skipping or cutting rows as LOAD DATA LOCAL does by default; and the server gets rows
-only by the names a batch sent, never a file.
+skipping or cutting rows as LOAD DATA LOCAL does by default; the server gets rows only
+by the names a batch sent, never a file; and rows sent right behind their query, ahead
+of the server's request, are read as rows or not at all, never as a command.
 """
 
 from __future__ import annotations
