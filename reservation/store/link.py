@@ -196,7 +196,7 @@ def offer_loads(driver: Any, loads: list[tuple[str, bytes] | None]) -> None:
     request: with the rows offered under that name, once, and nothing for any other
     name, so no file is ever read, whatever the server asks for.
     """
-    setattr(driver, _OFFERED, loads)
+    setattr(driver, _OFFERED, loads if any(loads) else None)
     setattr(driver, _ASKED, {})
     setattr(driver, _AHEAD, {})
 
