@@ -19,6 +19,7 @@ Statements are written with ``%s`` marks; on SQLite they become ``?``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,12 @@ LOAD_PACKET_BYTES = 1 << 20
 LAST_NUMBER_AHEAD = 255
 
 
+def _chunks(rows: bytes) -> Iterator[memoryview]:
+    """A load's rows as the payloads of its data packets (LOAD_PACKET_BYTES at most)."""
+    view = memoryview(rows)
+    return (view[start : start + LOAD_PACKET_BYTES] for start in range(0, len(view), LOAD_PACKET_BYTES))
+
+
 # A load's name, the numbers of its first data packet and of the server's OK after it.
 Marks = dict[str, tuple[int, int]]
 
@@ -269,9 +276,7 @@ def _numbered(query_bytes: int, loads: list[tuple[str, bytes] | None]) -> tuple[
         name, rows = load
         number += 1  # past the server's request
         first = number
-        view = memoryview(rows)
-        for start in range(0, len(view), LOAD_PACKET_BYTES):
-            chunk = view[start : start + LOAD_PACKET_BYTES]
+        for chunk in _chunks(rows):
             packets += (len(chunk).to_bytes(3, "little") + bytes((number % 256,)), chunk)
             number += 1
         packets.append(b"\0\0\0" + bytes((number % 256,)))  # the end of the rows
@@ -340,9 +345,8 @@ class _RowsInMemory:
                 raise pymysql.err.OperationalError(
                     2000, f"the server asked for rows by the name {self.filename!r}, which were not sent"
                 )
-            view = memoryview(rows)
-            for start in range(0, len(view), LOAD_PACKET_BYTES):
-                conn.write_packet(view[start : start + LOAD_PACKET_BYTES])
+            for chunk in _chunks(rows):
+                conn.write_packet(chunk)
         finally:
             conn.write_packet(b"")  # the end of the rows (an empty load if refused)
 
