@@ -85,7 +85,7 @@ async def test_loaded_rows_come_back_unchanged(link: Link, table: RowTable, sql_
 
 
 class Wire:
-    """What a connection wrote, as MySQL packets (number, payload), and where among its
+    """What a connection wrote, as MySQL packets (number, size), and where among its
     writes it first read a packet."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
