@@ -22,6 +22,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields
+from itertools import islice
 from operator import attrgetter
 from typing import Any
 
@@ -140,6 +141,11 @@ def give_room(room_bytes: int, holder: str) -> bool:
     if waiting is None:
         return True  # Ray does not say who waits: the full cluster alone decides
     return waiting > 0 and take_room_lease(holder, waiting, time.time())
+
+
+def _oldest(entries: dict[str, Any], keep: int) -> list[str]:
+    """The keys of ``entries`` before its newest ``keep``, oldest first."""
+    return list(islice(entries, max(0, len(entries) - keep)))
 
 
 @dataclass
@@ -662,14 +668,17 @@ class EventActor:
         gc.freeze()
 
     def _trim(self, inv: Inventory) -> None:
+        """Let the oldest half of the settled bookings, applied commands and committed
+        order memos go once there are more than the memory keeps (a dict iterates
+        in the order its keys went in)."""
         if len(inv.bookings) > MEMORY_BOOKINGS:
-            for booking_id in list(inv.bookings)[: len(inv.bookings) - MEMORY_BOOKINGS // 2]:
+            for booking_id in _oldest(inv.bookings, MEMORY_BOOKINGS // 2):
                 inv.forget(booking_id)
         if len(inv.applied) > MEMORY_ORDERS:
-            for command_id in list(inv.applied)[: len(inv.applied) - MEMORY_ORDERS // 2]:
+            for command_id in _oldest(inv.applied, MEMORY_ORDERS // 2):
                 del inv.applied[command_id]
         if len(inv.orders) > MEMORY_ORDERS:
-            for order_id in list(inv.orders)[: len(inv.orders) - MEMORY_ORDERS // 2]:
+            for order_id in _oldest(inv.orders, MEMORY_ORDERS // 2):
                 if inv.orders[order_id].committed:
                     del inv.orders[order_id]
 

@@ -632,8 +632,13 @@ def _row_literals(
 
 def _one_value(column: tuple[Any, ...]) -> bool:
     """Whether every value of ``column`` equals its first, and so renders as it does
-    (True and 1 both as 1): such a column is rendered once (``_load``, ``_row_literals``)."""
-    return column.count(column[0]) == len(column)
+    (True and 1 both as 1): such a column is rendered once (``_load``, ``_row_literals``).
+
+    The last value is compared first: a column of ids differs there, and counting the
+    first through all of them took 28 µs for 1,300 ids against 0.1 (here, 2 cores).
+    """
+    first = column[0]
+    return column[-1] == first and column.count(first) == len(column)
 
 
 def _column_texts(
