@@ -18,7 +18,6 @@ import heapq
 from dataclasses import dataclass, field, replace
 
 from reservation.domain.commands import (
-    Attendee,
     BookingStatus,
     BookingView,
     Cancel,
@@ -46,7 +45,8 @@ class Booking:
     status: BookingStatus
     created_at: float
     expires_at: float | None = None
-    attendees: tuple[Attendee, ...] = ()
+    # As its row stores them (``Hold.attendees``); only a booking made here has them.
+    attendees: str = "[]"
 
 
 @dataclass(slots=True)

@@ -253,13 +253,13 @@ class OrderService:
             *(
                 run(
                     i.event_id,
-                    Hold(
-                        command_id=f"hold:{ids[i.event_id]}",
-                        booking_id=ids[i.event_id],
-                        order_id=order_id,
-                        account_id=who.account_id,
-                        attendees=tuple(Attendee(a.name, a.email) for a in i.attendees),
-                        ttl_s=ttl,
+                    Hold.of(
+                        f"hold:{ids[i.event_id]}",
+                        ids[i.event_id],
+                        order_id,
+                        who.account_id,
+                        [Attendee(a.name, a.email) for a in i.attendees],
+                        ttl,
                     ),
                 )
                 for i in body.items

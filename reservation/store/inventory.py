@@ -34,7 +34,7 @@ from reservation.domain.commands import BookingStatus, Code
 from reservation.domain.ids import booking_id_for
 from reservation.domain.inventory import Booking, Effects, Inventory, OrderMemo
 from reservation.store.link import Link, Target, connect, loaded_warnings, offer_loads, quiet_cursor, target_for
-from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, RowTable, attendees_json
+from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, RowTable
 
 
 class Fenced(Exception):
@@ -324,7 +324,7 @@ def batch_statements(
                 (
                     b.booking_id, b.order_id, event_id, b.account_id, b.quantity, b.unit_price_minor, currency,
                     b.status.value, None if b.expires_at is None else sql_time(b.expires_at),
-                    sql_time(b.created_at), stamp, attendees_json(b.attendees),
+                    sql_time(b.created_at), stamp, b.attendees,
                 )
                 for b in effects.created
             ],

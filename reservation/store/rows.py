@@ -10,14 +10,7 @@ match it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import orjson
-
-if TYPE_CHECKING:
-    from reservation.domain.commands import Attendee
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +39,3 @@ BOOKINGS = RowTable(
 
 # What the actor reads of a booking, in this order (``inventory._booking_from_row``).
 BOOKING_READ = ("id", "order_id", "account_id", "quantity", "unit_price_minor", "status", "created_at", "expires_at")
-
-
-def attendees_json(people: Iterable[Attendee]) -> str:
-    """``bookings.attendees`` for these attendees, in order: ``[{"name", "email"}]``.
-
-    orjson writes a dataclass as an object of its fields in their order, which for
-    ``Attendee`` is the column's form (0.4 against 1.0 µs for one attendee building
-    the dicts first, here; the actor renders one per booking).
-    """
-    return orjson.dumps(tuple(people)).decode()

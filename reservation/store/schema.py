@@ -46,8 +46,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from reservation.store.rows import attendees_json as attendees_json  # the actor writes it without SQLAlchemy
-
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -58,7 +58,7 @@ async def test_the_holds_gauge_counts_seats_on_hold(sqlite_url: str, ray_session
         booking_id = new_id()
         people = (Attendee("A"), Attendee("B"), Attendee("C"))
         gateway = api.runtime.gateway
-        (held,) = await gateway.execute(event_id, [Hold("h-gauge", booking_id, order_id, account, people, 60)])
+        (held,) = await gateway.execute(event_id, [Hold.of("h-gauge", booking_id, order_id, account, people, 60)])
         assert held.ok
         assert await seats_on_hold() == before + 3
         (released,) = await gateway.execute(event_id, [Release("r-gauge", booking_id)])
@@ -72,7 +72,7 @@ async def test_actor_expires_holds_on_time(sqlite_url: str, ray_session: None, t
         gw = _gateway(sqlite_url)
         booking_id = new_id()
         (held,) = await gw.execute(
-            event_id, [Hold("h1", booking_id, order_id, account, (Attendee("A"), Attendee("B")), ttl_s=0.5)]
+            event_id, [Hold.of("h1", booking_id, order_id, account, (Attendee("A"), Attendee("B")), ttl_s=0.5)]
         )
         assert held.ok and held.booking is not None and held.booking.status == "held"
         assert (await gw.state(event_id))["held"] == 2
@@ -101,7 +101,7 @@ async def test_idle_actor_stops_and_comes_back(sqlite_url: str, ray_session: Non
             assert time.monotonic() < deadline, "idle actor did not stop"
             await asyncio.sleep(0.3)
         # The next command starts a new actor, which rebuilds from the store.
-        (hold,) = await gw.execute(event_id, [Hold("h2", new_id(), order_id, account, (Attendee("A"),), 60)])
+        (hold,) = await gw.execute(event_id, [Hold.of("h2", new_id(), order_id, account, (Attendee("A"),), 60)])
         assert hold.ok
         state = await gw.state(event_id)
         assert state["pid"] != first_pid and state["capacity"] == 4 and state["held"] == 1
@@ -113,7 +113,7 @@ async def test_actor_with_open_holds_does_not_idle_away(
     async with open_api(sqlite_url, tmp_path) as api:
         event_id, order_id, account = await _event_with_order(api, capacity=3)
         gw = _gateway(sqlite_url, idle_s=0.5)
-        (hold,) = await gw.execute(event_id, [Hold("h3", new_id(), order_id, account, (Attendee("A"),), 60)])
+        (hold,) = await gw.execute(event_id, [Hold.of("h3", new_id(), order_id, account, (Attendee("A"),), 60)])
         assert hold.ok
         pid = (await gw.state(event_id))["pid"]
         await asyncio.sleep(2.0)

@@ -21,9 +21,9 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from reservation.domain.commands import Attendee
+from reservation.domain.commands import Attendee, attendees_json
 from reservation.domain.ids import order_id_for_key
-from reservation.store.schema import attendees_from_json, attendees_json, bookings, events, idempotency_keys, orders
+from reservation.store.schema import attendees_from_json, bookings, events, idempotency_keys, orders
 from tests.conftest import Api, auth
 from tests.integration.checks import assert_counters_match_rows, store_rows
 

@@ -26,7 +26,7 @@ from reservation.domain.ids import order_id_for_key
 from reservation.domain.inventory import Booking, Inventory
 from reservation.store.db import make_engine
 from reservation.store.inventory import InventoryStore, to_dt
-from reservation.store.schema import attendees_json, bookings, events, orders
+from reservation.store.schema import bookings, events, orders
 from tests.conftest import Api, auth, open_api
 from tests.integration.checks import (
     assert_store_consistent,
@@ -166,7 +166,7 @@ class UnserialisedEventActor(EventActor):
                     "expires_at": to_dt(now + cmd.ttl_s),
                     "created_at": ts,
                     "updated_at": ts,
-                    "attendees": attendees_json(booking.attendees),
+                    "attendees": booking.attendees,
                 },
             )
             await conn.execute(

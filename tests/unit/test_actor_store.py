@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from reservation.domain.commands import Attendee
+from reservation.domain.commands import Attendee, attendees_json
 from reservation.store.link import Target, UnsupportedURL, target_for
-from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS, attendees_json
+from reservation.store.rows import BOOKING_READ, BOOKINGS, ORDERS
 from reservation.store.schema import attendees_from_json, bookings, orders, written_columns
 
 

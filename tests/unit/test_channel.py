@@ -170,13 +170,14 @@ async def test_an_actors_reply_crosses_the_channel_whole() -> None:
 
 
 async def test_a_calls_commands_cross_the_channel_whole() -> None:
-    """A one-event order's Hold, NewOrder and Attendees travel as their fields' values in
-    order, not as dictionaries of named fields, and come back equal: a Hold with and
-    without its order, with one and several attendees, beside a rarer command."""
+    """A one-event order's Hold and NewOrder travel as their fields' values in order, not
+    as dictionaries of named fields, its attendees as the one string their booking row
+    stores, and they come back equal: a Hold with and without its order, with one and
+    several attendees, beside a rarer command."""
     sent: list[Any] = [
         one_event_order("o1", "a1", "e1", (Attendee("Ann O'Brien", "ann@example.com"),), 600.0, "h1", "key-1"),
         one_event_order("o2", "a2", "e1", (Attendee("Bo"), Attendee("Cy", None)), 90.5, "h2", None),
-        Hold("hold:b3", "b3", "o3", "a3", (Attendee("Di"),), 30.0),
+        Hold.of("hold:b3", "b3", "o3", "a3", (Attendee("Di"),), 30.0),
         Confirm("confirm:b3", "b3"),
     ]
     seen: list[Any] = []
@@ -194,6 +195,7 @@ async def test_a_calls_commands_cross_the_channel_whole() -> None:
         server.close()
     assert seen == sent
     assert seen[0].new_order == NewOrder("o1", "a1", "h1", "key-1") and seen[1].quantity == 2
+    assert seen[1].attendees == '[{"name":"Bo","email":null},{"name":"Cy","email":null}]'
     data = pickle.dumps(sent[:3], protocol=5)
-    for name in ("command_id", "account_id", "attendees", "request_hash", "idempotency_key", "email"):
+    for name in ("command_id", "account_id", "attendees", "request_hash", "idempotency_key", "Attendee"):
         assert name.encode() not in data

@@ -36,12 +36,12 @@ def hold(
     order_id: str | None = None,
     new_order: NewOrder | None = None,
 ) -> Hold:
-    return Hold(
+    return Hold.of(
         command_id=f"hold-{booking_id}",
         booking_id=booking_id,
         order_id=order_id or f"order-{booking_id}",
         account_id=ACCOUNT,
-        attendees=attendees(quantity),
+        people=attendees(quantity),
         ttl_s=ttl_s,
         new_order=new_order,
     )

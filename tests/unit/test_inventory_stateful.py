@@ -461,12 +461,12 @@ class InventoryMachine(RuleBasedStateMachine):
     @rule(quantity=quantities, ttl=ttls)
     def hold(self, quantity: int, ttl: float) -> None:
         n = self.next_serial()
-        command = Hold(
+        command = Hold.of(
             command_id=f"hold-{n}",
             booking_id=f"booking-{n}",
             order_id=f"order-{n}",
             account_id=ACCOUNT,
-            attendees=tuple(Attendee(f"guest {i}") for i in range(quantity)),
+            people=tuple(Attendee(f"guest {i}") for i in range(quantity)),
             ttl_s=ttl,
         )
         self.apply_hold(command)
@@ -485,12 +485,12 @@ class InventoryMachine(RuleBasedStateMachine):
             request_hash=request_hash(f"{quantity}/{ttl}".encode()),
             idempotency_key=key if keyed else None,
         )
-        command = Hold(
+        command = Hold.of(
             command_id=f"hold-{n}",
             booking_id=booking_id_for(order_id, EVENT),
             order_id=order_id,
             account_id=ACCOUNT,
-            attendees=tuple(Attendee(f"guest {i}") for i in range(quantity)),
+            people=tuple(Attendee(f"guest {i}") for i in range(quantity)),
             ttl_s=ttl,
             new_order=new_order,
             confirm=confirm,
@@ -643,12 +643,12 @@ class InventoryMachine(RuleBasedStateMachine):
         booking_id = self.pick_booking(data)
         quantity = self.model.bookings[booking_id].quantity + 1
         n = self.next_serial()
-        command = Hold(
+        command = Hold.of(
             command_id=f"hold-{n}",
             booking_id=booking_id,
             order_id=f"other-order-{n}",
             account_id=ACCOUNT,
-            attendees=tuple(Attendee(f"guest {i}") for i in range(quantity)),
+            people=tuple(Attendee(f"guest {i}") for i in range(quantity)),
             ttl_s=10.0,
         )
         before = self.counters
