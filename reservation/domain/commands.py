@@ -126,10 +126,10 @@ class Hold:
     # The attendees as the booking's row stores them (``attendees_json``): the actor
     # only writes them, so the front end that makes the command renders them, off the
     # event's one serial loop, and they cross to the actor as one string. Sent as
-    # Attendee values, restored, rendered and let go of by the actor, they cost it a
-    # fifth of its CPU per booking: in three alternating rounds of the engine
-    # benchmark (2-core machine, a slow hour) the actor spent 29.8-32.8 µs per booking
-    # against 38.5-39.3, and committed 19,419-21,830 bookings/s against 18,033-18,356.
+    # Attendee values, restored, rendered and let go of by the actor, they cost it
+    # about a sixth of its CPU per booking: in five alternating pairs of engine runs
+    # (2-core machine, a slow hour) the actor spent 29.8-33.6 µs per booking against
+    # 38.0-39.3, and committed 19,419-21,830 bookings/s against 17,681-18,356.
     attendees: str
     ttl_s: float
     new_order: NewOrder | None = None
