@@ -596,13 +596,12 @@ class EventActor:
         """
         booking_ids: set[str] = set()
         order_ids: set[str] = set()
-        created = {p.command.booking_id for p in batch if isinstance(p.command, Hold)}
+        # The booking ids the batch's holds create, gathered only once a command for a
+        # booking memory does not hold asks (a batch of new orders never does).
+        created: set[str] | None = None
         for p in batch:
             cmd = p.command
-            if isinstance(cmd, (Confirm, Release, Cancel)):
-                if cmd.booking_id not in inv.bookings and cmd.booking_id not in created:
-                    booking_ids.add(cmd.booking_id)
-            elif isinstance(cmd, Hold):
+            if isinstance(cmd, Hold):
                 new = cmd.new_order
                 if new is None:
                     if cmd.booking_id not in inv.bookings:
@@ -614,6 +613,11 @@ class EventActor:
                     or (new.idempotency_key is not None and cmd.booking_id in inv.bookings)
                 ):
                     order_ids.add(new.order_id)
+            elif isinstance(cmd, (Confirm, Release, Cancel)) and cmd.booking_id not in inv.bookings:
+                if created is None:
+                    created = {q.command.booking_id for q in batch if isinstance(q.command, Hold)}
+                if cmd.booking_id not in created:
+                    booking_ids.add(cmd.booking_id)
         for booking in await tx.load_bookings(booking_ids):
             if booking.booking_id not in inv.bookings:
                 inv.remember(booking)
