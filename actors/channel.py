@@ -33,7 +33,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("!IQ")
-HELLO = b"RSVCH1"
+# A connection's greeting, then the token. Its last character is the version of what the
+# frames carry, raised whenever a command's pickled form changes (2: a hold's attendees
+# as text, with its seat count): a front end of other code is refused at the door
+# rather than put commands the actor misreads into a batch beside others' commands.
+HELLO = b"RSVCH2"
 TOKEN_BYTES = 32
 # Largest frame either side accepts: far above a full batch of large orders.
 MAX_FRAME = 64 * 1024 * 1024

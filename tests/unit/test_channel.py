@@ -103,6 +103,28 @@ async def test_a_connection_without_the_token_is_closed_unserved() -> None:
         server.close()
 
 
+async def test_a_front_end_of_another_wire_version_is_closed_unserved() -> None:
+    """A greeting of the version before, with the actor's own token, is refused: its
+    commands would not read as this code's."""
+    serve = Echo()
+    server, endpoint = await _served(serve)
+    payload = pickle.dumps(["book"], protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        for greeting, served in ((b"RSVCH1", False), (HELLO, True)):  # the current one: the control
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            writer.write(greeting + endpoint.token + FRAME.pack(len(payload), 1) + payload)
+            await writer.drain()
+            if served:
+                size, call_id = FRAME.unpack(await asyncio.wait_for(reader.readexactly(FRAME.size), 5))
+                assert (call_id, pickle.loads(await reader.readexactly(size))) == (1, ["BOOK"])
+            else:
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the actor
+            writer.close()
+        assert serve.seen == [["book"]]
+    finally:
+        server.close()
+
+
 async def test_an_oversized_frame_closes_the_connection() -> None:
     serve = Echo()
     server, endpoint = await _served(serve)
