@@ -103,9 +103,9 @@ async def test_a_connection_without_the_token_is_closed_unserved() -> None:
         server.close()
 
 
-async def test_a_front_end_of_another_wire_version_is_closed_unserved() -> None:
-    """A greeting of the version before, with the actor's own token, is refused: its
-    commands would not read as this code's."""
+async def test_a_front_end_of_another_wire_version_is_closed_unserved(caplog: pytest.LogCaptureFixture) -> None:
+    """A greeting of the version before, with the actor's own token, is refused (and
+    logged with both versions): its commands would not read as this code's."""
     serve = Echo()
     server, endpoint = await _served(serve)
     payload = pickle.dumps(["book"], protocol=pickle.HIGHEST_PROTOCOL)
@@ -121,6 +121,9 @@ async def test_a_front_end_of_another_wire_version_is_closed_unserved() -> None:
                 assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the actor
             writer.close()
         assert serve.seen == [["book"]]
+        assert [r.getMessage().split(" from ")[0] for r in caplog.records if "wire version" in r.getMessage()] == [
+            f"channel: refused a front end of wire version 1 (this actor's: {HELLO.decode()[-1]})"
+        ]
     finally:
         server.close()
 
