@@ -127,15 +127,16 @@ class ChannelServer:
         self._writers.add(writer)
         try:
             hello = await asyncio.wait_for(reader.readexactly(len(HELLO) + TOKEN_BYTES), HELLO_TIMEOUT_S)
-            if hello[: len(HELLO) - 1] == HELLO[:-1] and hello[len(HELLO) - 1] != HELLO[-1]:
+            greeting, token = hello[: len(HELLO)], hello[len(HELLO) :]
+            if greeting[:-1] != HELLO[:-1] or not hmac.compare_digest(token, self._token):
+                log.warning("channel: refused a connection without the token from %s", _peer(writer))
+                return
+            if greeting != HELLO:  # a front end with the token, of other code
                 log.warning(
                     "channel: refused a front end of wire version %s (this actor's: %s) from %s; "
                     "restart the front ends on this code",
-                    chr(hello[len(HELLO) - 1]), chr(HELLO[-1]), _peer(writer),
+                    chr(greeting[-1]), chr(HELLO[-1]), _peer(writer),
                 )  # fmt: skip
-                return
-            if hello[: len(HELLO)] != HELLO or not hmac.compare_digest(hello[len(HELLO) :], self._token):
-                log.warning("channel: refused a connection without the token from %s", _peer(writer))
                 return
             outbox = _Outbox(writer)
             while True:
