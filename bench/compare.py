@@ -108,6 +108,8 @@ BY_KEY = {t.key: t for t in TARGETS}
 
 # Targets that run together (one server start each); ``--only`` picks some of them.
 GROUPS = ("mariadb", "sqlite", "baseline", "engine")
+# The groups that need a MariaDB/MySQL server; ``--only sqlite`` runs without one.
+MARIADB_GROUPS = frozenset({"mariadb", "baseline", "engine"})
 
 
 class BenchError(Exception):
@@ -170,7 +172,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--only",
         default=",".join(GROUPS),
         help="comma-separated groups to run: mariadb (floor, reads and bookings), sqlite, baseline, engine "
-        "(default: all; ratios need floor and baseline in the same run)",
+        "(default: all; ratios need floor and baseline in the same run; sqlite alone needs no MariaDB)",
     )
     parser.add_argument(
         "--rounds",
@@ -1230,18 +1232,21 @@ class Bench:
             f"mean batch {result['mean_batch']:.1f}, errors {result['errors']}{offered}"
         )
 
-    def run(self, dbs: MariaDB) -> None:
+    def run(self, dbs: MariaDB | None) -> None:
+        """Every target of the groups asked for; ``dbs`` may be None only if no group
+        needs MariaDB (``MARIADB_GROUPS``)."""
         accounts = make_accounts(self.opts.accounts, self.secret)
         self.write_tokens(accounts)
         only = self.opts.only
-        if "mariadb" in only:
+        assert dbs is not None or not only & MARIADB_GROUPS
+        if "mariadb" in only and dbs is not None:
             self.ours("mariadb", dbs.create(), accounts, with_reads=True)
         if "sqlite" in only:
             sqlite_url = f"sqlite+aiosqlite:///{self.work / 'ours-sqlite' / 'reservation.db'}"
             self.ours("sqlite", sqlite_url, accounts, with_reads=False)
-        if "baseline" in only:
+        if "baseline" in only and dbs is not None:
             self.baseline(dbs.create("_baseline"))
-        if "engine" in only:
+        if "engine" in only and dbs is not None:
             for mode in ("batched", "unbatched"):
                 self.engine(BY_KEY[f"engine_{mode}"], mode, dbs)
             # At the batch size the batched engine ran at (1,000 when it did not run).
@@ -1303,8 +1308,12 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append(
         f"{result['config']['seconds']:g} s per target after {result['config']['warmup']:g} s warm-up, "
         f"{result['config']['connections']} connections, {result['config']['threads']} wrk threads, "
-        f"{result['config']['workers']} workers; {cores} cores shared by server, database and wrk; "
-        f"innodb_buffer_pool_size {result['machine']['innodb_buffer_pool_bytes'] >> 20} MiB."
+        f"{result['config']['workers']} workers; {cores} cores shared by server, database and wrk"
+        + (
+            "."
+            if result["machine"]["innodb_buffer_pool_bytes"] is None
+            else f"; innodb_buffer_pool_size {result['machine']['innodb_buffer_pool_bytes'] >> 20} MiB."
+        )
     )
     rounds = result["config"].get("rounds", 1)
     if rounds > 1 and any(result["targets"].get(k) for k in ("floor_healthz", "ours_reads_list", "ours_reads_detail")):
@@ -1475,13 +1484,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _signals_interrupt():
             bench = Bench(opts, wrk, procs, work)
-            dbs = MariaDB(opts.mysql_url, f"reservation_bench_{bench.run_id}")
-            if opts.size_buffer_pool:
-                dbs.size_buffer_pool()
-            progress(
-                f"MariaDB {dbs.version} at {opts.mysql_url} (innodb_buffer_pool_size {dbs.buffer_pool >> 20} MiB"
-                f"{'' if dbs.buffer_pool == dbs.buffer_pool_before else ' for this run'}); scratch dir {work}"
-            )
+            if opts.only & MARIADB_GROUPS:
+                dbs = MariaDB(opts.mysql_url, f"reservation_bench_{bench.run_id}")
+                if opts.size_buffer_pool:
+                    dbs.size_buffer_pool()
+                progress(
+                    f"MariaDB {dbs.version} at {opts.mysql_url} (innodb_buffer_pool_size {dbs.buffer_pool >> 20} MiB"
+                    f"{'' if dbs.buffer_pool == dbs.buffer_pool_before else ' for this run'}); scratch dir {work}"
+                )
+            else:
+                progress(f"no group asked for needs MariaDB; scratch dir {work}")
             bench.run(dbs)
             booked = bool(opts.only & {"mariadb", "sqlite", "baseline"})
             passed = all(c["pass"] for c in bench.checks) and (bool(bench.checks) or not booked)
@@ -1494,9 +1506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "platform": platform.platform(),
                     "python": platform.python_version(),
                     "wrk": wrk_version(wrk),
-                    "mariadb": dbs.version,
-                    "innodb_buffer_pool_bytes": dbs.buffer_pool,
-                    "innodb_buffer_pool_bytes_before": dbs.buffer_pool_before,
+                    "mariadb": dbs.version if dbs else None,
+                    "innodb_buffer_pool_bytes": dbs.buffer_pool if dbs else None,
+                    "innodb_buffer_pool_bytes_before": dbs.buffer_pool_before if dbs else None,
                 },
                 "config": {
                     "seconds": opts.seconds,

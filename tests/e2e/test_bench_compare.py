@@ -95,3 +95,40 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target |" in result.stdout
     assert "| measured | stolen |" in result.stdout
+
+
+@pytest.mark.slow
+def test_compare_sqlite_alone_runs_without_mariadb(tmp_path: Path) -> None:
+    """The server's zero-setup store can be benchmarked on a machine with no MariaDB;
+    a group that needs MariaDB still refuses to start without it."""
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
+    nowhere = "mysql+aiomysql://root@127.0.0.1:1"  # nothing listens on port 1
+
+    def compare(only: str, out: Path) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "bench.compare", "--tiny", "--only", only]
+        return subprocess.run(
+            [*command, "--out", str(out), "--mysql-url", nowhere],
+            cwd=ROOT,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    refused = compare("sqlite,baseline", tmp_path / "refused")
+    assert refused.returncode != 0
+    assert "is not reachable" in refused.stderr + refused.stdout
+    assert not list((tmp_path / "refused").glob("compare-*.json"))
+
+    result = compare("sqlite", tmp_path / "ran")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    (report,) = (tmp_path / "ran").glob("compare-*.json")
+    data = json.loads(report.read_text())
+    row = data["targets"]["ours_bookings_sqlite"]
+    assert row["status_counts"].get("201", 0) == row["ok"] > 0, row
+    assert {key for key, value in data["targets"].items() if value} == {"ours_bookings_sqlite"}
+    assert data["machine"]["mariadb"] is None and data["machine"]["innodb_buffer_pool_bytes"] is None
+    assert data["correctness"]["pass"] is True, data["correctness"]
+    assert ("ours_bookings_sqlite", "run") in {(c["target"], c["phase"]) for c in data["correctness"]["checks"]}
+    assert "innodb_buffer_pool_size" not in result.stdout
