@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         gc.collect()
         gc.freeze()
         gc_tuning.tune()
+        metrics.count_from_zero()
         flushing = asyncio.create_task(metrics.flush_periodically(sample=rt.sample_gauges))
         try:
             yield

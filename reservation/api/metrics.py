@@ -181,6 +181,22 @@ def gauge(metric: Gauge, *labels: str) -> BufferedGauge:
     return found
 
 
+def count_from_zero() -> None:
+    """Make the 503s a front end may shed, one series per kind (every ``Unavailable``),
+    visible at zero from its start: a dashboard's rate of them then reads 0 before the
+    first one, rather than no data. (In multiprocess mode only a series that has a
+    value is exported; a child made here has one.)"""
+    from reservation.errors import Unavailable
+
+    kinds, classes = set(), [Unavailable]
+    while classes:
+        cls = classes.pop()
+        kinds.add(cls.kind)
+        classes += cls.__subclasses__()
+    for kind in sorted(kinds):
+        counter(SHED, kind)
+
+
 def flush() -> None:
     """Hand everything counted in this process since the last flush to prometheus_client."""
     for buffered in list(_BUFFERS.values()):

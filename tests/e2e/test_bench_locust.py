@@ -188,3 +188,48 @@ def test_spike_check_fails_the_run_when_seats_exceed_the_limit(
     run = run_locust(server, lying, tmp_path / "lying", "--tags", "spike", run_time="1s", users=2)
     assert run.returncode == 1, run.output[-4000:]
     assert "SPIKE CHECK FAILED" in run.output and "OVERSOLD" in run.output, run.output[-4000:]
+
+
+DASHBOARD = ROOT / "bench" / "grafana-dashboard.json"
+
+
+def test_the_dashboard_plots_what_the_server_exports(server: LiveServer, pool_file: Path) -> None:
+    """Every series the Grafana dashboard queries is in the live server's /metrics, with
+    the labels its panels group by, once an order has gone through."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    pool = load_pool(pool_file)
+    body = {"items": [{"event_id": pool["events"][-1], "attendees": [{"name": "Dash Board"}]}]}
+    request = urllib.request.Request(
+        server.base_url + "/api/orders",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {pool['accounts'][-1]['token']}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            status = r.status
+    except urllib.error.HTTPError as exc:  # sold out, if a scenario sold the event first
+        status = exc.code
+    assert status in (201, 409), status
+    time.sleep(2.5 * metrics.FLUSH_EVERY_S)  # every worker has flushed since
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as r:
+        families = list(text_string_to_metric_families(r.read().decode()))
+    labels: dict[str, set[str]] = {}
+    for family in families:
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    queries = [target["expr"] for panel in panels for target in panel["targets"]]
+    assert len(panels) >= 10 and all(panel["targets"] for panel in panels)
+    for query in queries:
+        (series,) = set(re.findall(r"\breservation_[a-z_]+", query))
+        assert series in labels, (query, sorted(labels))
+        for grouped in re.findall(r"\bby \(([^)]*)\)", query):
+            wanted = {name.strip() for name in grouped.split(",")}
+            assert wanted <= labels[series], (query, labels[series])
+    # Every kind of 503 has its series from the start, shed or not (at zero if not).
+    shed = {sample.labels["kind"] for family in families for sample in family.samples
+            if sample.name == "reservation_shed_total"}
+    assert shed == {"overloaded", "store-unavailable", "unavailable"}, shed
