@@ -681,6 +681,74 @@ def our_snapshot(engine: Engine, event_id: str) -> Snapshot:
     )
 
 
+# A correctness check: its name, whether it passed, and the figures it compared.
+Check = tuple[str, bool, str]
+
+
+def store_checks(after: Snapshot) -> list[Check]:
+    """What must hold of an event in its store after any run: its seats taken within
+    capacity + oversell, and its counters equal to its booking rows."""
+    return [
+        (
+            "seats taken within capacity + oversell",
+            after.sold + after.held <= after.capacity + after.oversell,
+            f"sold {after.sold} + held {after.held} <= {after.capacity} + {after.oversell}",
+        ),
+        (
+            "counters equal booking rows",
+            after.sold == after.confirmed_qty and after.held == after.held_qty,
+            f"sold {after.sold} = confirmed quantity {after.confirmed_qty}, "
+            f"held {after.held} = held quantity {after.held_qty}",
+        ),
+    ]
+
+
+def booking_checks(before: Snapshot, after: Snapshot, report: dict[str, Any]) -> list[Check]:
+    """The checks after a booking phase: ``store_checks``, and every 201 in the store, from
+    the event's store before and after the phase and wrk's report of it (its 201s, and
+    the requests it sent and saw answered)."""
+    created = int((report.get("statuses") or {}).get("201", 0))
+    unanswered = int(report["sent"]) - int(report["answered"])
+    rows = after.confirmed_rows - before.confirmed_rows
+    sold = after.sold - before.sold
+    found = store_checks(after)
+    if unanswered == 0:
+        found.append(
+            (
+                "every 201 is in the store",
+                created == rows == sold,
+                f"201 answers {created} = new confirmed rows {rows} = sold delta {sold}",
+            )
+        )
+    else:
+        # Requests wrk sent but never saw answered may have been booked: bound, not equality.
+        found.append(
+            (
+                "every 201 is in the store",
+                rows == sold and created <= rows <= created + unanswered,
+                f"201 answers {created} <= new confirmed rows {rows} = sold delta {sold} "
+                f"<= 201 answers + {unanswered} unanswered",
+            )
+        )
+    return found
+
+
+def engine_checks(after: Snapshot, result: dict[str, Any]) -> list[Check]:
+    """The checks after an engine (or ceiling) run: ``store_checks``, and every booking the
+    run counted in the store."""
+    counted = int(result["bookings"])
+    # The engine's count leaves out its warm-up; the actor's own counter covers both.
+    stored = int(result.get("actor_sold", counted))
+    return [
+        *store_checks(after),
+        (
+            "every counted booking is in the store",
+            counted <= stored == after.confirmed_rows == after.sold,
+            f"counted {counted} <= committed {stored} = confirmed rows {after.confirmed_rows} = sold {after.sold}",
+        ),
+    ]
+
+
 def baseline_snapshot(engine: Engine, event_id: str) -> Snapshot:
     with engine.connect() as conn:
         capacity, oversell, sold = conn.execute(
@@ -1002,53 +1070,16 @@ class Bench:
     # -- correctness
 
     def check(self, target: Target, phase: str, before: Snapshot, after: Snapshot, report: dict[str, Any]) -> None:
-        created = int((report.get("statuses") or {}).get("201", 0))
-        unanswered = int(report["sent"]) - int(report["answered"])
-        limit = after.capacity + after.oversell
-        rows = after.confirmed_rows - before.confirmed_rows
-        sold = after.sold - before.sold
-        found: list[tuple[str, bool, str]] = [
-            (
-                "seats taken within capacity + oversell",
-                after.sold + after.held <= limit,
-                f"sold {after.sold} + held {after.held} <= {after.capacity} + {after.oversell}",
-            ),
-            (
-                "counters equal booking rows",
-                after.sold == after.confirmed_qty and after.held == after.held_qty,
-                f"sold {after.sold} = confirmed quantity {after.confirmed_qty}, "
-                f"held {after.held} = held quantity {after.held_qty}",
-            ),
-        ]
-        if unanswered == 0:
-            found.append(
-                (
-                    "every 201 is in the store",
-                    created == rows == sold,
-                    f"201 answers {created} = new confirmed rows {rows} = sold delta {sold}",
-                )
-            )
-        else:
-            # Requests wrk sent but never saw answered may have been booked: bound, not equality.
-            found.append(
-                (
-                    "every 201 is in the store",
-                    rows == sold and created <= rows <= created + unanswered,
-                    f"201 answers {created} <= new confirmed rows {rows} = sold delta {sold} "
-                    f"<= 201 answers + {unanswered} unanswered",
-                )
-            )
-        self.record_checks(target, phase, found)
+        self.record_checks(target, phase, booking_checks(before, after, report))
 
-    def record_checks(self, target: Target, phase: str, found: list[tuple[str, bool, str]]) -> None:
+    def record_checks(self, target: Target, phase: str, found: list[Check]) -> None:
         for name, passed, detail in found:
             self.checks.append({"target": target.key, "phase": phase, "check": name, "pass": passed, "detail": detail})
             if not passed:
                 progress(f"  CORRECTNESS FAILURE {target.key} ({phase}): {name}: {detail}")
 
     def check_engine(self, target: Target, url: str, result: dict[str, Any]) -> None:
-        """The engine's (or the ceiling's) event in its store after the run: seats within
-        the limit, counters equal to the booking rows, and every booking it counted there."""
+        """The engine's (or the ceiling's) event in its store after the run (``engine_checks``)."""
         from reservation.store.db import sync_url
 
         engine = create_engine(sync_url(url))
@@ -1056,27 +1087,7 @@ class Bench:
             after = our_snapshot(engine, str(result["event_id"]))
         finally:
             engine.dispose()
-        counted = int(result["bookings"])
-        # The engine's count leaves out its warm-up; the actor's own counter covers both.
-        stored = int(result.get("actor_sold", counted))
-        self.record_checks(target, "run", [
-            (
-                "seats taken within capacity + oversell",
-                after.sold + after.held <= after.capacity + after.oversell,
-                f"sold {after.sold} + held {after.held} <= {after.capacity} + {after.oversell}",
-            ),
-            (
-                "counters equal booking rows",
-                after.sold == after.confirmed_qty and after.held == after.held_qty,
-                f"sold {after.sold} = confirmed quantity {after.confirmed_qty}, "
-                f"held {after.held} = held quantity {after.held_qty}",
-            ),
-            (
-                "every counted booking is in the store",
-                counted <= stored == after.confirmed_rows == after.sold,
-                f"counted {counted} <= committed {stored} = confirmed rows {after.confirmed_rows} = sold {after.sold}",
-            ),
-        ])
+        self.record_checks(target, "run", engine_checks(after, result))
 
     # -- targets
 
@@ -1466,6 +1477,21 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def correct(result: dict[str, Any]) -> bool:
+    """Whether the run's correctness held; if not, every failed check under a banner on
+    stderr, after the report, where nobody can miss it."""
+    if result["correctness"]["pass"]:
+        return True
+    failed = [c for c in result["correctness"]["checks"] if not c["pass"]]
+    banner = "!" * 72
+    what = f"{len(failed)} check(s) failed" if failed else "bookings ran and no check was made"
+    print(f"\n{banner}\nCORRECTNESS FAILURE: {what}", file=sys.stderr)
+    for c in failed:
+        print(f"  {c['target']} ({c['phase']}): {c['check']}: {c['detail']}", file=sys.stderr)
+    print(banner, file=sys.stderr)
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     started_at = datetime.now(UTC)
@@ -1552,13 +1578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown(result))
     print()
     progress(f"wrote {json_path} and {png_path}")
-    if not result["correctness"]["pass"]:
-        failed = [c for c in result["correctness"]["checks"] if not c["pass"]]
-        banner = "!" * 72
-        print(f"\n{banner}\nCORRECTNESS FAILURE: {len(failed)} check(s) failed", file=sys.stderr)
-        for c in failed:
-            print(f"  {c['target']} ({c['phase']}): {c['check']}: {c['detail']}", file=sys.stderr)
-        print(banner, file=sys.stderr)
+    if not correct(result):
         return 1
     progress(f"correctness: all {len(result['correctness']['checks'])} checks passed")
     if result["problems"]:
