@@ -31,6 +31,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from reservation.errors import Unavailable
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -186,8 +188,6 @@ def count_from_zero() -> None:
     visible at zero from its start: a dashboard's rate of them then reads 0 before the
     first one, rather than no data. (In multiprocess mode only a series that has a
     value is exported; a child made here has one.)"""
-    from reservation.errors import Unavailable
-
     kinds, classes = set(), [Unavailable]
     while classes:
         cls = classes.pop()

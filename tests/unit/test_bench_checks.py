@@ -89,3 +89,7 @@ def test_a_failed_check_ends_the_run_loudly(capsys: pytest.CaptureFixture[str]) 
     passing = [{**c, "pass": True} for c in checks]
     assert correct({"correctness": {"pass": True, "checks": passing}}) is True
     assert capsys.readouterr().err == ""
+
+    # Bookings ran and nothing was checked: a failure too, said as such.
+    assert correct({"correctness": {"pass": False, "checks": []}}) is False
+    assert "CORRECTNESS FAILURE: bookings ran and no check was made" in capsys.readouterr().err
