@@ -197,8 +197,6 @@ DASHBOARD = ROOT / "bench" / "grafana-dashboard.json"
 def test_the_dashboard_plots_what_the_server_exports(server: LiveServer, pool_file: Path) -> None:
     """Every series the Grafana dashboard queries is in the live server's /metrics, with
     the labels its panels group by, once an order has gone through."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     pool = load_pool(pool_file)
     body = {"items": [{"event_id": pool["events"][-1], "attendees": [{"name": "Dash Board"}]}]}
     request = urllib.request.Request(
@@ -214,12 +212,10 @@ def test_the_dashboard_plots_what_the_server_exports(server: LiveServer, pool_fi
         status = exc.code
     assert status in (201, 409), status
     time.sleep(2.5 * metrics.FLUSH_EVERY_S)  # every worker has flushed since
-    with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as r:
-        families = list(text_string_to_metric_families(r.read().decode()))
+    samples = scrape(server)
     labels: dict[str, set[str]] = {}
-    for family in families:
-        for sample in family.samples:
-            labels.setdefault(sample.name, set()).update(sample.labels)
+    for name, pairs in samples:
+        labels.setdefault(name, set()).update(label for label, _ in pairs)
 
     panels = json.loads(DASHBOARD.read_text())["panels"]
     queries = [target["expr"] for panel in panels for target in panel["targets"]]
@@ -231,6 +227,5 @@ def test_the_dashboard_plots_what_the_server_exports(server: LiveServer, pool_fi
             wanted = {name.strip() for name in grouped.split(",")}
             assert wanted <= labels[series], (query, labels[series])
     # Every kind of 503 has its series from the start, shed or not (at zero if not).
-    shed = {sample.labels["kind"] for family in families for sample in family.samples
-            if sample.name == "reservation_shed_total"}
+    shed = {dict(pairs)["kind"] for name, pairs in samples if name == "reservation_shed_total"}
     assert shed == {"overloaded", "store-unavailable", "unavailable"}, shed
