@@ -27,11 +27,15 @@ TARGETS = (
 )
 
 
+def skip_without_wrk() -> None:
+    if shutil.which("wrk") is None and os.geteuid() != 0:
+        pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
+
+
 @pytest.mark.slow
 @pytest.mark.mysql
 def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
-    if shutil.which("wrk") is None and os.geteuid() != 0:
-        pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
+    skip_without_wrk()
     server = make_url(mysql_url).set(database=None).render_as_string(hide_password=False)
     result = subprocess.run(
         [sys.executable, "-m", "bench.compare", "--tiny", "--out", str(tmp_path), "--mysql-url", server],
@@ -101,8 +105,7 @@ def test_compare_tiny_run(mysql_url: str, tmp_path: Path) -> None:
 def test_compare_sqlite_alone_runs_without_mariadb(tmp_path: Path) -> None:
     """The server's zero-setup store can be benchmarked on a machine with no MariaDB;
     a group that needs MariaDB still refuses to start without it."""
-    if shutil.which("wrk") is None and os.geteuid() != 0:
-        pytest.skip("bench.compare needs wrk (apt-get install -y wrk), and only installs it itself as root")
+    skip_without_wrk()
     nowhere = "mysql+aiomysql://root@127.0.0.1:1"  # nothing listens on port 1
 
     def compare(only: str, out: Path) -> subprocess.CompletedProcess[str]:
