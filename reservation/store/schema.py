@@ -43,8 +43,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
 
 metadata = MetaData(
     naming_convention={
@@ -60,6 +62,44 @@ Id = String(36)
 Seq = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY: SQLite's rowid
 # Microsecond precision on MySQL/MariaDB (plain DATETIME there truncates to seconds).
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class _Utf8Bytes(mysql.VARBINARY):
+    """VARBINARY that takes and gives text: the driver sends a str as UTF-8, which MySQL
+    stores as the column's bytes (SQLAlchemy's own binary handling wants bytes)."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class ExactText(TypeDecorator[str]):
+    """Text that equals only the same text, on every store.
+
+    MySQL and MariaDB compare VARCHARs by their collation: under the default
+    ``utf8mb4_general_ci``, ``Key``, ``key``, ``kéy`` and ``key `` are one value, so a
+    key column would take them for one key. SQLite compares them as they are. Here the
+    MySQL column is VARBINARY holding the text's UTF-8 bytes, compared byte for byte.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            # Up to four bytes a character in UTF-8.
+            return dialect.type_descriptor(_Utf8Bytes(4 * self.length))
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return value.decode() if isinstance(value, bytes) else value
+
 
 users = Table(
     "users",
@@ -158,7 +198,8 @@ idempotency_keys = Table(
     "idempotency_keys",
     metadata,
     Column("account_id", Id, nullable=False),
-    Column("idem_key", String(255), nullable=False),
+    # Opaque and case-sensitive: "Key" and "key" are two keys (ExactText).
+    Column("idem_key", ExactText(255), nullable=False),
     Column("request_hash", String(64), nullable=False),
     Column("order_id", Id, nullable=False),
     # HTTP status of the stored answer; NULL while the request is still in flight.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from sqlalchemy import func, select
 
 from actors.gateway import InventoryGateway
 from reservation.domain.commands import Command, Hold, Outcome
+from reservation.domain.ids import order_id_for_key
+from reservation.store import order_records
 from reservation.store.schema import bookings, idempotency_keys, orders
 from tests.conftest import Api, account, assert_problem, auth, open_api
 
@@ -269,6 +272,66 @@ async def test_same_key_from_two_accounts_gives_two_orders(api: Api) -> None:
         )
     assert await counters(api, host, a) == (before[0][0] + 6, before[0][1])
     assert await counters(api, host, b) == (before[1][0] + 2, before[1][1])
+
+
+async def test_keys_differing_only_in_letter_case_are_different_keys(api: Api) -> None:
+    """Keys are opaque and case-sensitive on both stores: each of these books its own
+    order, and each one's retry gets its own order back. (Under MariaDB's default
+    collation an order over several events took ``two-events`` for ``Two-Events`` and
+    answered it with the first key's order.)"""
+    host, a, b = await roomy_events(api)
+    alice = await account(api)
+    for events, keys in (([a], ("One-Event", "one-event", "ONE-EVENT")), ([a, b], ("Two-Events", "two-events"))):
+        before = await counters(api, host, a)
+        answers = {}
+        for key in keys:
+            r = await post_order(api, alice, order_body(events), key)
+            assert r.status_code == 201, r.text
+            answers[key] = r.json()
+        assert len({answer["id"] for answer in answers.values()}) == len(keys)
+        for key in keys:
+            again = await post_order(api, alice, order_body(events), key)
+            assert again.status_code == 201 and again.json() == answers[key]
+        assert await counters(api, host, a) == (before[0] + len(keys), before[1])
+
+
+async def test_the_store_tells_keys_apart_byte_for_byte(api: Api) -> None:
+    """The store itself: key records whose keys differ in case, accents or a trailing
+    space are separate records, each found by its own key only."""
+    customer = (await account(api))["X-Account"]
+    keys = ["key", "Key", "kéy", "key ", "KEY"]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    order_ids = {}
+    for key in keys:
+        order_id = order_id_for_key(customer, key)
+        order = {
+            "id": order_id,
+            "account_id": customer,
+            "status": "pending",
+            "request_hash": "h" * 64,
+            "idempotency_key": key,
+            "total_minor": 0,
+            "currency": "XXX",
+            "problem_type": None,
+            "problem_detail": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        record = {
+            "account_id": customer,
+            "idem_key": key,
+            "request_hash": "h" * 64,
+            "order_id": order_id,
+            "status_code": None,
+            "locked_until": now,
+            "created_at": now,
+        }
+        assert await order_records.start_order(api.runtime.writer, order, record) is None, key
+        order_ids[key] = order_id
+    for key in keys:
+        found = await order_records.get_key(api.runtime.reader, customer, key)
+        assert found is not None and found.order_id == order_ids[key], key
+    assert await order_records.get_key(api.runtime.reader, customer, "kèy") is None
 
 
 # ------------------------------------------------------- a front end dies mid-way

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from reservation.store.db import migrate, migrate_down
 from reservation.store.schema import attendees_from_json, metadata
@@ -22,6 +22,8 @@ from tests.conftest import empty_mysql_database
 from tests.integration.checks import sync_engine
 
 FIRST = "0001"
+# An Idempotency-Key that MariaDB's default collation would take for others.
+KEY = "Ключ-É 1"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
@@ -52,6 +54,12 @@ def _tables(url: str) -> set[str]:
 def _foreign_keys(url: str, table: str) -> set[str]:
     with sync_engine(url) as engine:
         return {fk["referred_table"] for fk in inspect(engine).get_foreign_keys(table)}
+
+
+def _orders_of_key(engine: Engine, key: str) -> list[str]:
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT order_id FROM idempotency_keys WHERE idem_key = :k"), {"k": key})
+        return list(found.scalars())
 
 
 def test_newest_revision_is_the_schema_the_code_uses(blank_url: str) -> None:
@@ -113,6 +121,13 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
                 ),
                 [{"p": 1, "n": "Bo", "e": None}, {"p": 0, "n": "Ada 'Quote' \\ \"Ó\"", "e": "ada@example.com"}],
             )
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (account_id, idem_key, request_hash, order_id, status_code, "
+                    "created_at) VALUES ('u1', :k, 'h', 'o2', 201, :t)"
+                ),
+                {"k": KEY, "t": "2026-11-25 12:00:00"},
+            )
         people = [{"name": "Ada 'Quote' \\ \"Ó\"", "email": "ada@example.com"}, {"name": "Bo", "email": None}]
         migrate(blank_url)
         assert "problem_event_id" in _columns(blank_url, "orders")
@@ -128,6 +143,9 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
         assert tuple(row) == ("rejected", "sold_out", "no seats left", None)
         assert attendees_from_json(stored) == people
         assert "attendees" not in _tables(blank_url)
+        # The key kept its bytes, and only those bytes find it now.
+        assert _orders_of_key(engine, KEY) == ["o2"]
+        assert _orders_of_key(engine, KEY.lower()) == []
 
         migrate_down(blank_url, FIRST)
         assert "problem_event_id" not in _columns(blank_url, "orders")
