@@ -106,7 +106,8 @@ users = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("name", String(200), nullable=False),
-    Column("email", String(320), nullable=False, unique=True),
+    # Stored in lower case; otherwise exact: "zoë@…" and "zoe@…" are two mailboxes (ExactText).
+    Column("email", ExactText(320), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", Timestamp, nullable=False),

@@ -95,6 +95,36 @@ def unsigned(payload: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
 
 
+async def test_an_address_is_one_account_whatever_its_letter_case_and_only_its_own(api: Api) -> None:
+    """Addresses are stored in lower case, so one differing only in case is the same
+    account (409); one differing in an accent is another mailbox and another account, on
+    both stores (MariaDB's default collation took ``zoë`` for ``zoe``)."""
+    tag = new_id()[-12:]
+    password = {"zoë": "first password 1", "zoe": "second password 2"}
+    first = await api.client.post(
+        "/api/users",
+        json={"name": "Zoë", "email": f"Zoë.{tag}@Example.com", "password": password["zoë"], "role": "customer"},
+    )
+    assert first.status_code == 201, first.text
+    same = await api.client.post(
+        "/api/users",
+        json={"name": "Zoë", "email": f"ZOË.{tag}@example.COM", "password": "a third one 3", "role": "customer"},
+    )
+    assert_problem(same, 409, "conflict")
+    other = await api.client.post(
+        "/api/users",
+        json={"name": "Zoe", "email": f"zoe.{tag}@example.com", "password": password["zoe"], "role": "customer"},
+    )
+    assert other.status_code == 201, other.text
+    assert other.json()["id"] != first.json()["id"]
+    for name, registered in (("zoë", first), ("zoe", other)):
+        token = await api.client.post(
+            "/api/tokens", json={"email": f"{name.upper()}.{tag}@example.com", "password": password[name]}
+        )
+        assert token.status_code == 201, token.text
+        assert token.json()["account_id"] == registered.json()["id"]
+
+
 async def test_requests_without_a_valid_token_answer_401(api: Api) -> None:
     # A real registration and login: the token it gives works.
     customer = await api.register("customer")

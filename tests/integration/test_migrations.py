@@ -143,9 +143,13 @@ def test_upgrade_keeps_orders_and_downgrade_goes_back(blank_url: str) -> None:
         assert tuple(row) == ("rejected", "sold_out", "no seats left", None)
         assert attendees_from_json(stored) == people
         assert "attendees" not in _tables(blank_url)
-        # The key kept its bytes, and only those bytes find it now.
+        # The key and the address kept their bytes, and only those bytes find them now.
         assert _orders_of_key(engine, KEY) == ["o2"]
         assert _orders_of_key(engine, KEY.lower()) == []
+        with engine.connect() as conn:
+            for email, found in (("ada@example.com", ["u1"]), ("adá@example.com", [])):
+                users = conn.execute(text("SELECT id FROM users WHERE email = :e"), {"e": email})
+                assert list(users.scalars()) == found, email
 
         migrate_down(blank_url, FIRST)
         assert "problem_event_id" not in _columns(blank_url, "orders")
