@@ -6,7 +6,7 @@ answered with the first one's order), while SQLite told them apart.
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-29 15:40:00
+Create Date: 2026-11-29 15:20:00
 """
 
 from __future__ import annotations

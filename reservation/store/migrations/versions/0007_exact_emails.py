@@ -7,7 +7,7 @@ them apart.
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-11-29 16:00:00
+Create Date: 2026-11-29 15:27:00
 """
 
 from __future__ import annotations
