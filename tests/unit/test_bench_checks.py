@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bench.compare import Snapshot, booking_checks, correct, engine_checks
+from bench.compare import Check, Snapshot, booking_checks, correct, engine_checks
 
 # An event of 100 seats + 10 oversell, before a phase and after one that booked 30 seats
 # (one a booking) and left 4 on hold, with its counters equal to its rows.
@@ -19,7 +19,7 @@ def wrk(created: int, sent: int, answered: int) -> dict[str, object]:
     return {"statuses": {"201": created, "409": answered - created}, "sent": sent, "answered": answered}
 
 
-def failed(found: list[tuple[str, bool, str]]) -> set[str]:
+def failed(found: list[Check]) -> set[str]:
     return {name for name, passed, _ in found if not passed}
 
 
